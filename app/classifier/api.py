@@ -1,0 +1,155 @@
+"""HTTP API.
+
+``POST /predizer_categoria`` takes ``{"descricao": "<text>"}`` and answers
+``200 {"categoria": <label>, "versao_modelo": <version>}``. ``GET /health`` answers
+``200 {"status": "ok", "versao_modelo": <version>}``.
+
+Every error the app returns, Flask's own included, is
+``{"erro": "<message>", "status": <int>}``:
+
+- 400: body is not valid UTF-8 or not valid JSON, JSON is not an object, ``descricao``
+  missing, not a string, or blank;
+- 413: body larger than ``MAX_CONTENT_LENGTH`` or ``descricao`` longer than
+  ``MAX_DESCRIPTION_CHARS`` characters (both are "too large", hence one status);
+- 415: Content-Type is not ``application/json`` (a ``charset`` other than UTF-8 too);
+- 404/405 from routing, 500 for anything unexpected (logged with its traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from classifier.model import Model
+
+logger = logging.getLogger("classifier")
+bp = Blueprint("api", __name__)
+
+EXTENSION_KEY = "classifier.model"
+REQUEST_ID_HEADER = "X-Request-ID"
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+# Portuguese messages for the errors Flask/werkzeug raise on their own.
+_HTTP_MESSAGES = {
+    400: "requisição inválida",
+    404: "recurso não encontrado",
+    405: "método não permitido para este recurso",
+    413: "corpo da requisição grande demais",
+    415: "Content-Type não suportado",
+    500: "erro interno do servidor",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _error_body(status: int, message: str) -> dict[str, Any]:
+    return {"erro": message, "status": status}
+
+
+def _model() -> Model:
+    return current_app.extensions[EXTENSION_KEY]
+
+
+def _read_description() -> str:
+    if request.mimetype != "application/json":
+        raise ApiError(415, "Content-Type deve ser application/json")
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise ApiError(415, f"charset {charset!r} não suportado; use utf-8")
+    raw = request.get_data(cache=False)  # werkzeug: 413 if Content-Length is over the limit
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        # A body without Content-Length (chunked) is silently cut at the limit instead.
+        raise RequestEntityTooLarge()
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ApiError(400, "corpo da requisição não é UTF-8 válido") from None
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+        raise ApiError(400, "corpo da requisição não é JSON válido") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "o corpo JSON deve ser um objeto")
+    if "descricao" not in body:
+        raise ApiError(400, "campo 'descricao' ausente")
+    text = body["descricao"]
+    if not isinstance(text, str):
+        raise ApiError(400, "campo 'descricao' deve ser uma string")
+    if not text.strip():
+        raise ApiError(400, "campo 'descricao' está vazio")
+    max_chars = current_app.config["MAX_DESCRIPTION_CHARS"]
+    if len(text) > max_chars:
+        raise ApiError(413, f"campo 'descricao' excede {max_chars} caracteres")
+    return text
+
+
+@bp.post("/predizer_categoria")
+def predict_category() -> Response:
+    text = _read_description()
+    model = _model()
+    label = model.predict(text)
+    logger.info(
+        "prediction request_id=%s categoria=%s chars=%d duration_ms=%.1f",
+        g.request_id,
+        label,
+        len(text),
+        (time.perf_counter() - g.started) * 1000,
+    )
+    return jsonify(categoria=label, versao_modelo=model.version)
+
+
+@bp.get("/health")
+def health() -> Response:
+    return jsonify(status="ok", versao_modelo=_model().version)
+
+
+def _start_request() -> None:
+    g.started = time.perf_counter()
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = given if _SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def _echo_request_id(response: Response) -> Response:
+    response.headers[REQUEST_ID_HEADER] = g.get("request_id") or uuid.uuid4().hex
+    return response
+
+
+def _api_error(exc: ApiError) -> tuple[Response, int]:
+    logger.info(
+        "rejected request_id=%s status=%d erro=%s", g.get("request_id"), exc.status, exc.message
+    )
+    return jsonify(_error_body(exc.status, exc.message)), exc.status
+
+
+def _http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    response = jsonify(_error_body(status, _HTTP_MESSAGES.get(status, exc.name)))
+    response.status_code = status
+    # Keep werkzeug's extra headers, e.g. Allow on a 405.
+    response.headers.extend((k, v) for k, v in exc.get_headers() if k.lower() != "content-type")
+    return response
+
+
+def _unexpected_error(exc: Exception) -> tuple[Response, int]:
+    logger.exception("unhandled error request_id=%s", g.get("request_id"))
+    return jsonify(_error_body(500, _HTTP_MESSAGES[500])), 500
+
+
+def register(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.before_request(_start_request)
+    app.after_request(_echo_request_id)
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
