@@ -13,7 +13,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Molecule scenarios run by `make test`, in this order.
 SCENARIOS ?= default
 
-.PHONY: help setup deploy destroy test unit lint molecule lock clean
+.PHONY: help setup deploy destroy test unit lint system molecule lock clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -32,7 +32,7 @@ deploy: ## deploy site.yml into the local sandbox container and print its URL
 destroy: ## remove the sandbox container
 	./scripts/sandbox down
 
-test: setup unit lint molecule ## everything: unit tests, lint, Molecule
+test: setup unit lint system molecule ## everything: unit tests, lint, system tests, Molecule
 
 unit: ## pytest: the app, then the repository's own checks
 	cd app && ../$(BIN)/python -m pytest -q
@@ -41,6 +41,9 @@ unit: ## pytest: the app, then the repository's own checks
 lint: ## yamllint and ansible-lint (production profile)
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint
+
+system: ## deploy a test sandbox and run tests/system against it
+	./scripts/system-tests
 
 molecule: ## molecule test of every scenario
 	for scenario in $(SCENARIOS); do $(BIN)/molecule test --scenario-name "$$scenario"; done
