@@ -9,8 +9,12 @@ Configuration (``config`` argument, else environment):
   holding it; ``model.json`` must sit beside it. Required.
 - ``MAX_DESCRIPTION_CHARS`` (env ``CLASSIFIER_MAX_DESCRIPTION_CHARS``): longest accepted
   ``descricao`` (default 20000).
+- ``MAX_BATCH_SIZE`` (env ``CLASSIFIER_MAX_BATCH_SIZE``): most ``descricoes`` in one
+  ``POST /predizer_categorias`` (default 1000).
 - ``MAX_CONTENT_LENGTH`` (env ``CLASSIFIER_MAX_CONTENT_LENGTH``): largest accepted body in
-  bytes (default 1 MiB).
+  bytes (default 4 MiB: a batch of 1000 of the longest descriptions of the training data,
+  JSON-escaped, is 2.7 MB; a random batch of 1000 is ~1.1 MB). A proxy in front should
+  accept the same (nginx ``client_max_body_size 4m``).
 - ``LOG_LEVEL`` (env ``CLASSIFIER_LOG_LEVEL``): default ``INFO``.
 """
 
@@ -34,11 +38,12 @@ LOG_LEVEL_ENV = "CLASSIFIER_LOG_LEVEL"
 
 DEFAULTS: dict[str, Any] = {
     "MAX_DESCRIPTION_CHARS": 20_000,
-    "MAX_CONTENT_LENGTH": 1024 * 1024,
+    "MAX_BATCH_SIZE": 1000,
+    "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
 }
 
 # Integer settings that systemd's Environment= may give as CLASSIFIER_<KEY>.
-INT_ENV_KEYS = ("MAX_DESCRIPTION_CHARS", "MAX_CONTENT_LENGTH")
+INT_ENV_KEYS = ("MAX_DESCRIPTION_CHARS", "MAX_BATCH_SIZE", "MAX_CONTENT_LENGTH")
 
 logger = logging.getLogger("classifier")
 _HANDLER_NAME = "classifier-stderr"
@@ -58,7 +63,8 @@ def _configure_logging(level: str) -> None:
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app; raise ``RuntimeError`` if the model can't be loaded."""
-    app = Flask(__name__)
+    # No static route: nginx serves the form; every route is in openapi.json.
+    app = Flask(__name__, static_folder=None)
     app.config.update(DEFAULTS)
     app.config["MODEL_PATH"] = os.environ.get(MODEL_PATH_ENV)
     app.config["LOG_LEVEL"] = os.environ.get(LOG_LEVEL_ENV, "INFO")
@@ -71,6 +77,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         except ValueError:
             raise RuntimeError(f"CLASSIFIER_{key} must be a whole number, not {raw!r}") from None
     app.config.update(config or {})
+    for key in INT_ENV_KEYS:
+        value = app.config[key]
+        if key == "MAX_CONTENT_LENGTH" and value is None:  # Flask's "no limit"
+            continue
+        # bool is an int too; a limit of 0 would refuse every request.
+        if type(value) is not int or value < 1:
+            raise RuntimeError(f"{key} must be a whole number >= 1, not {value!r}")
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     _configure_logging(app.config["LOG_LEVEL"])
 

@@ -1,16 +1,21 @@
-"""HTTP API.
+"""HTTP API, described by ``openapi.json`` (served at ``GET /openapi.json``).
 
 ``POST /predizer_categoria`` takes ``{"descricao": "<text>"}`` and answers
-``200 {"categoria": <label>, "versao_modelo": <version>}``. ``GET /health`` answers
+``200 {"categoria": <label>, "versao_modelo": <version>}``.
+``POST /predizer_categorias`` takes ``{"descricoes": ["<text>", ...]}`` (1 to
+``MAX_BATCH_SIZE`` texts) and answers ``200 {"categorias": [<label>, ...], "versao_modelo":
+<version>}``, labels in the order of the texts. ``GET /health`` answers
 ``200 {"status": "ok", "versao_modelo": <version>}``.
 
 Every error the app returns, Flask's own included, is
 ``{"erro": "<message>", "status": <int>}``:
 
 - 400: body is not valid UTF-8 or not valid JSON, JSON is not an object, ``descricao``
-  missing, not a string, or blank;
-- 413: body larger than ``MAX_CONTENT_LENGTH`` or ``descricao`` longer than
-  ``MAX_DESCRIPTION_CHARS`` characters (both are "too large", hence one status);
+  missing, not a string, or blank; ``descricoes`` missing, not a list, empty, or an
+  element not a string or blank (the message names the element, ``descricoes[3]``);
+- 413: body larger than ``MAX_CONTENT_LENGTH``, a text longer than
+  ``MAX_DESCRIPTION_CHARS`` characters, or more than ``MAX_BATCH_SIZE`` texts (all
+  "too large", hence one status);
 - 415: Content-Type is not ``application/json`` (a ``charset`` other than UTF-8 too);
 - 404/405 from routing, 500 for anything unexpected (logged with its traceback).
 """
@@ -22,6 +27,7 @@ import logging
 import re
 import time
 import uuid
+from importlib import resources
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
@@ -33,6 +39,7 @@ logger = logging.getLogger("classifier")
 bp = Blueprint("api", __name__)
 
 EXTENSION_KEY = "classifier.model"
+OPENAPI_KEY = "classifier.openapi"  # the served document, bytes
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
@@ -62,7 +69,7 @@ def _model() -> Model:
     return current_app.extensions[EXTENSION_KEY]
 
 
-def _read_description() -> str:
+def _read_json_object() -> dict[str, Any]:
     if request.mimetype != "application/json":
         raise ApiError(415, "Content-Type deve ser application/json")
     charset = request.mimetype_params.get("charset", "utf-8").lower()
@@ -81,17 +88,43 @@ def _read_description() -> str:
         raise ApiError(400, "corpo da requisição não é JSON válido") from None
     if not isinstance(body, dict):
         raise ApiError(400, "o corpo JSON deve ser um objeto")
+    return body
+
+
+def _check_text(text: Any, field: str, max_chars: int) -> str:
+    """The rules for one description, ``field`` naming it in the messages."""
+    if not isinstance(text, str):
+        raise ApiError(400, f"campo '{field}' deve ser uma string")
+    if not text.strip():
+        raise ApiError(400, f"campo '{field}' está vazio")
+    if len(text) > max_chars:
+        raise ApiError(413, f"campo '{field}' excede {max_chars} caracteres")
+    return text
+
+
+def _read_description() -> str:
+    body = _read_json_object()
     if "descricao" not in body:
         raise ApiError(400, "campo 'descricao' ausente")
-    text = body["descricao"]
-    if not isinstance(text, str):
-        raise ApiError(400, "campo 'descricao' deve ser uma string")
-    if not text.strip():
-        raise ApiError(400, "campo 'descricao' está vazio")
+    return _check_text(body["descricao"], "descricao", current_app.config["MAX_DESCRIPTION_CHARS"])
+
+
+def _read_descriptions() -> list[str]:
+    body = _read_json_object()
+    if "descricoes" not in body:
+        raise ApiError(400, "campo 'descricoes' ausente")
+    texts = body["descricoes"]
+    if not isinstance(texts, list):
+        raise ApiError(400, "campo 'descricoes' deve ser uma lista de strings")
+    if not texts:
+        raise ApiError(400, "campo 'descricoes' está vazio")
+    max_items = current_app.config["MAX_BATCH_SIZE"]
+    if len(texts) > max_items:  # before looking at the elements: cheap and the clearer error
+        raise ApiError(413, f"campo 'descricoes' excede {max_items} itens")
     max_chars = current_app.config["MAX_DESCRIPTION_CHARS"]
-    if len(text) > max_chars:
-        raise ApiError(413, f"campo 'descricao' excede {max_chars} caracteres")
-    return text
+    for i, text in enumerate(texts):
+        _check_text(text, f"descricoes[{i}]", max_chars)
+    return texts
 
 
 @bp.post("/predizer_categoria")
@@ -109,9 +142,31 @@ def predict_category() -> Response:
     return jsonify(categoria=label, versao_modelo=model.version)
 
 
+@bp.post("/predizer_categorias")
+def predict_categories() -> Response:
+    texts = _read_descriptions()
+    model = _model()
+    labels = model.predict_many(texts)
+    logger.info(
+        "prediction_batch request_id=%s count=%d chars=%d duration_ms=%.1f",
+        g.request_id,
+        len(texts),
+        sum(map(len, texts)),
+        (time.perf_counter() - g.started) * 1000,
+    )
+    return jsonify(categorias=labels, versao_modelo=model.version)
+
+
 @bp.get("/health")
 def health() -> Response:
     return jsonify(status="ok", versao_modelo=_model().version)
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    return current_app.response_class(
+        current_app.extensions[OPENAPI_KEY], mimetype="application/json"
+    )
 
 
 def _start_request() -> None:
@@ -146,7 +201,25 @@ def _unexpected_error(exc: Exception) -> tuple[Response, int]:
     return jsonify(_error_body(500, _HTTP_MESSAGES[500])), 500
 
 
+def openapi_bytes(config: Any) -> bytes:
+    """``openapi.json`` with the limits of this app's configuration.
+
+    The file states the defaults; the served copy states what this instance enforces,
+    so a client (or a schema-based test) sees the real ``maxLength``/``maxItems``.
+    """
+    text = resources.files("classifier").joinpath("openapi.json").read_text("utf-8")
+    document = json.loads(text)
+    schemas = document["components"]["schemas"]
+    schemas["Descricao"]["maxLength"] = config["MAX_DESCRIPTION_CHARS"]
+    schemas["PredicaoEmLoteRequest"]["properties"]["descricoes"]["maxItems"] = config[
+        "MAX_BATCH_SIZE"
+    ]
+    schemas["PredicaoEmLote"]["properties"]["categorias"]["maxItems"] = config["MAX_BATCH_SIZE"]
+    return json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")
+
+
 def register(app: Flask) -> None:
+    app.extensions[OPENAPI_KEY] = openapi_bytes(app.config)
     app.register_blueprint(bp)
     app.before_request(_start_request)
     app.after_request(_echo_request_id)

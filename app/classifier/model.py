@@ -3,7 +3,9 @@
 A model is two files side by side: ``model.skops`` (the scikit-learn pipeline) and
 ``model.json`` (its metadata, including the sha256 of ``model.skops``). Loading checks,
 in order: the metadata is readable, the sha256 matches, every type in the file is in
-``ALLOWED_TYPES``; only then does skops build the objects.
+``ALLOWED_TYPES``; only then does skops build the objects. The verified pipeline is then
+compiled into the serving path (``classifier.fastpath``), which must give scikit-learn's
+scores on probe texts, else loading fails.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import skops.io as sio
+
+from classifier.fastpath import CompiledPipeline, UnsupportedPipeline
 
 MODEL_FILENAME = "model.skops"
 METADATA_FILENAME = "model.json"
@@ -158,13 +162,20 @@ def _read_metadata(metadata_path: Path) -> dict[str, Any]:
 
 class Model:
     """A loaded classifier. Prediction goes through here only, so the inference
-    implementation can change without touching the HTTP layer."""
+    implementation can change without touching the HTTP layer.
+
+    ``predict``/``predict_many`` use the compiled tables (~100x faster than
+    scikit-learn for one text); ``predict_many_sklearn`` is the reference path they are
+    tested against. Raises ``UnsupportedPipeline`` if the pipeline can't be compiled.
+    """
 
     def __init__(self, pipeline: Any, metadata: dict[str, Any]) -> None:
         self._pipeline = pipeline
         self.metadata = metadata
         self.version: str = metadata["version"]
         self.labels: list[str] = [str(label) for label in pipeline.classes_]
+        self._fast = CompiledPipeline(pipeline)
+        self._fast.verify(pipeline)
 
     @classmethod
     def load(cls, path: str | Path) -> Model:
@@ -198,7 +209,10 @@ class Model:
         except Exception as exc:  # skops/sklearn raise many kinds; all mean "unusable"
             raise ModelLoadError(f"cannot load {model_path}: {exc}") from exc
 
-        model = cls(pipeline, metadata)
+        try:
+            model = cls(pipeline, metadata)
+        except UnsupportedPipeline as exc:
+            raise ModelLoadError(f"cannot compile {model_path} for serving: {exc}") from exc
         if model.labels != sorted(metadata.get("labels", [])):
             raise ModelLoadError(
                 f"labels in {model_path} ({model.labels}) differ from {metadata_path}"
@@ -206,7 +220,17 @@ class Model:
         return model
 
     def predict(self, text: str) -> str:
-        return self.predict_many([text])[0]
+        """Label of one text."""
+        return self._fast.predict(text)
 
     def predict_many(self, texts: Sequence[str]) -> list[str]:
+        """Labels of ``texts``, in order."""
+        return self._fast.predict_many(texts)
+
+    def scores(self, text: str) -> list[float]:
+        """Decision scores of one text, one per label (one in all for two labels)."""
+        return self._fast.scores(text)
+
+    def predict_many_sklearn(self, texts: Sequence[str]) -> list[str]:
+        """scikit-learn's own ``Pipeline.predict``: the reference, not the serving path."""
         return [str(label) for label in self._pipeline.predict(list(texts))]

@@ -12,10 +12,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import EnvironBuilder
 
-from classifier import create_app
+from classifier import create_app, train
 from classifier.model import Model
 
 URL = "/predizer_categoria"
+BATCH_URL = "/predizer_categorias"
+DATA = Path(__file__).resolve().parents[1] / "data" / "produtos.csv"
+DATA_TEXTS = train.load_dataset(DATA).texts
+DATA_SAMPLE = DATA_TEXTS[::97]
 
 
 def _post(client: FlaskClient, body: Any, **kwargs: Any) -> Any:
@@ -178,16 +182,26 @@ def test_wrong_method_keeps_allow_header(client: FlaskClient) -> None:
     assert "POST" in response.headers["Allow"]
 
 
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [(URL, {"descricao": "batom"}), (BATCH_URL, {"descricoes": ["batom", "boneca"]})],
+    ids=["single", "batch"],
+)
 def test_unexpected_exception_gives_json_500(
-    app: Flask, monkeypatch: pytest.MonkeyPatch, log_records: list[logging.LogRecord]
+    app: Flask,
+    monkeypatch: pytest.MonkeyPatch,
+    log_records: list[logging.LogRecord],
+    url: str,
+    body: dict[str, Any],
 ) -> None:
     model = app.extensions["classifier.model"]
 
-    def boom(texts: list[str]) -> list[str]:
+    def boom(*args: Any) -> list[str]:
         raise ValueError("simulated failure")
 
+    monkeypatch.setattr(model, "predict", boom)
     monkeypatch.setattr(model, "predict_many", boom)
-    response = app.test_client().post(URL, json={"descricao": "batom"})
+    response = app.test_client().post(url, json=body)
     body = _assert_error(response, 500)
     assert "simulated" not in body["erro"]  # no internals leak to the client
     errors = [r for r in log_records if r.levelno == logging.ERROR]
@@ -195,6 +209,130 @@ def test_unexpected_exception_gives_json_500(
     # The app keeps working afterwards.
     monkeypatch.undo()
     assert app.test_client().get("/health").status_code == 200
+
+
+# --- batch -------------------------------------------------------------------------
+
+
+def test_batch_answers_in_order(client: FlaskClient, model: Model) -> None:
+    texts = [
+        "Box Harry Potter com os sete livros da saga, capa dura",
+        "Batom líquido matte vermelho, longa duração",
+        "Urso de pelúcia gigante, 1 metro, antialérgico",
+        "Controle sem fio Xbox One original com jogo FIFA 19",
+        "Batom nude",
+    ]
+    response = client.post(BATCH_URL, json={"descricoes": texts})
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "categorias": ["livro", "maquiagem", "brinquedo", "game", "maquiagem"],
+        "versao_modelo": model.version,
+    }
+
+
+def test_batch_equals_single_requests(client: FlaskClient) -> None:
+    texts = [r.strip() for r in DATA_SAMPLE]
+    batch = client.post(BATCH_URL, json={"descricoes": texts}).get_json()["categorias"]
+    singles = [_post(client, {"descricao": t}).get_json()["categoria"] for t in texts]
+    assert batch == singles
+
+
+def test_batch_at_the_limits(model_dir: Path) -> None:
+    app = create_app({"MODEL_PATH": str(model_dir), "MAX_BATCH_SIZE": 3})
+    client = app.test_client()
+    limit = app.config["MAX_DESCRIPTION_CHARS"]
+    texts = ["batom", "boneca", "b" * limit]
+    assert client.post(BATCH_URL, json={"descricoes": texts}).status_code == 200
+    body = _assert_error(client.post(BATCH_URL, json={"descricoes": [*texts, "x"]}), 413)
+    assert body["erro"] == "campo 'descricoes' excede 3 itens"
+
+
+def test_default_batch_of_1000_realistic_descriptions_fits(client: FlaskClient) -> None:
+    # The 1000 longest training descriptions under the length limit, JSON-escaped as
+    # most clients send them (ensure_ascii): must fit in the default body limit.
+    texts = sorted((t for t in DATA_TEXTS if len(t) <= 20_000), key=len)[-1000:]
+    data = json.dumps({"descricoes": texts}).encode()
+    assert len(data) > 2_000_000
+    response = client.post(BATCH_URL, data=data, content_type="application/json")
+    assert response.status_code == 200, response.get_json()
+    assert len(response.get_json()["categorias"]) == 1000
+
+
+BAD_BATCHES = [
+    pytest.param({}, 400, "campo 'descricoes' ausente", id="missing"),
+    pytest.param({"descricao": "batom"}, 400, "campo 'descricoes' ausente", id="single-shape"),
+    pytest.param({"descricoes": None}, 400, "deve ser uma lista", id="null"),
+    pytest.param({"descricoes": "batom"}, 400, "deve ser uma lista", id="string"),
+    pytest.param({"descricoes": {"0": "batom"}}, 400, "deve ser uma lista", id="object"),
+    pytest.param({"descricoes": []}, 400, "campo 'descricoes' está vazio", id="empty"),
+    pytest.param(
+        {"descricoes": ["batom", 3]}, 400, "campo 'descricoes[1]' deve ser uma string", id="int"
+    ),
+    pytest.param(
+        {"descricoes": ["batom", "boneca", None]},
+        400,
+        "campo 'descricoes[2]' deve ser uma string",
+        id="null-element",
+    ),
+    pytest.param(
+        {"descricoes": [["batom"]]}, 400, "campo 'descricoes[0]' deve ser uma string", id="nested"
+    ),
+    pytest.param(
+        {"descricoes": ["batom", " \n\t "]}, 400, "campo 'descricoes[1]' está vazio", id="blank"
+    ),
+    pytest.param(
+        {"descricoes": ["batom", "", 3]}, 400, "campo 'descricoes[1]' está vazio", id="first-wins"
+    ),
+    pytest.param(
+        {"descricoes": ["batom"] * 4 + ["a" * 20_001]},
+        413,
+        "campo 'descricoes[4]' excede 20000 caracteres",
+        id="too-long",
+    ),
+    pytest.param(
+        {"descricoes": ["batom"] * 1001}, 413, "campo 'descricoes' excede 1000 itens", id="too-many"
+    ),
+    pytest.param(
+        {"descricoes": [3] * 1001}, 413, "campo 'descricoes' excede 1000 itens", id="size-first"
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "message"), BAD_BATCHES)
+def test_bad_batch(client: FlaskClient, body: Any, status: int, message: str) -> None:
+    response = client.post(BATCH_URL, json=body)
+    assert message in _assert_error(response, status)["erro"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [p for p in BAD_BODIES if p.id != "descricao-list"],  # a list is what a batch wants
+)
+def test_batch_bad_input_like_single(
+    client: FlaskClient, body: bytes, content_type: str | None, status: int
+) -> None:
+    # The same body-level rules (JSON, UTF-8, Content-Type) as the single endpoint.
+    body = body.replace(b'"descricao"', b'"descricoes"')
+    headers = {"Content-Type": content_type} if content_type else {}
+    _assert_error(client.post(BATCH_URL, data=body, headers=headers), status)
+
+
+def test_batch_body_too_large(client: FlaskClient, app: Flask) -> None:
+    size = app.config["MAX_CONTENT_LENGTH"]
+    texts = ["b" * 10_000] * (size // 10_000 + 1)
+    _assert_error(client.post(BATCH_URL, json={"descricoes": texts}), 413)
+
+
+def test_batch_is_logged(client: FlaskClient, log_records: list[logging.LogRecord]) -> None:
+    headers = {"X-Request-ID": "b-1"}
+    client.post(BATCH_URL, json={"descricoes": ["batom", "boneca"]}, headers=headers)
+    lines = [r.getMessage() for r in log_records]
+    assert any(
+        re.fullmatch(
+            r"prediction_batch request_id=b-1 count=2 chars=11 duration_ms=\d+\.\d", line
+        )
+        for line in lines
+    ), lines
 
 
 # --- request id and logging --------------------------------------------------------
@@ -294,3 +432,31 @@ def test_bad_limit_in_env_fails_clearly(monkeypatch: pytest.MonkeyPatch, model_d
     monkeypatch.setenv("CLASSIFIER_MAX_CONTENT_LENGTH", "1m")
     with pytest.raises(RuntimeError, match="CLASSIFIER_MAX_CONTENT_LENGTH must be a whole number"):
         create_app()
+
+
+def test_batch_size_from_env(monkeypatch: pytest.MonkeyPatch, model_dir: Path) -> None:
+    monkeypatch.setenv("CLASSIFIER_MODEL_PATH", str(model_dir))
+    monkeypatch.setenv("CLASSIFIER_MAX_BATCH_SIZE", "2")
+    client = create_app().test_client()
+    assert client.post(BATCH_URL, json={"descricoes": ["a", "b"]}).status_code == 200
+    _assert_error(client.post(BATCH_URL, json={"descricoes": ["a", "b", "c"]}), 413)
+
+
+def test_default_limits(app: Flask) -> None:
+    assert app.config["MAX_BATCH_SIZE"] == 1000
+    assert app.config["MAX_DESCRIPTION_CHARS"] == 20_000
+    assert app.config["MAX_CONTENT_LENGTH"] == 4 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("MAX_BATCH_SIZE", 0),
+        ("MAX_BATCH_SIZE", "10"),
+        ("MAX_DESCRIPTION_CHARS", -1),
+        ("MAX_CONTENT_LENGTH", True),
+    ],
+)
+def test_bad_limit_in_config_fails_clearly(model_dir: Path, key: str, value: Any) -> None:
+    with pytest.raises(RuntimeError, match=f"{key} must be a whole number >= 1"):
+        create_app({"MODEL_PATH": str(model_dir), key: value})
