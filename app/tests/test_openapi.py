@@ -21,8 +21,10 @@ from classifier.model import Model
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 # Statuses every operation of a kind documents; 404 and 405 are in components.responses
 # (they belong to no operation: an unknown path, an undeclared method).
-POST_STATUSES = {"200", "400", "413", "415", "429", "500"}
-GET_STATUSES = {"200", "429", "500"}
+# 429 and 502-504 come from nginx, in the same shape.
+PROXY_STATUSES = {"429", "502", "503", "504"}
+POST_STATUSES = {"200", "400", "413", "415", "500"} | PROXY_STATUSES
+GET_STATUSES = {"200", "500"} | PROXY_STATUSES
 
 
 @pytest.fixture(scope="module")
