@@ -21,7 +21,7 @@ def test_every_default_is_declared():
         if not defaults.exists():
             continue
         declared = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())
-        options = declared["argument_specs"]["main"].get("options", {})
+        options = {name for entry in declared["argument_specs"].values() for name in entry.get("options", {})}
         missing = set(yaml.safe_load(defaults.read_text()) or {}) - set(options)
         assert not missing, f"{role.name}: undeclared variables {sorted(missing)}"
 
