@@ -183,10 +183,8 @@ def test_api_down_shows_an_error_and_the_form_stays_usable(driver, base_url, api
     assert errors(console(driver)) == []
 
 
-# Browsers ask for /favicon.ico on their own; the page declares no icon and the site has none, so
-# the console shows a 404 (and nginx's error log an open() failure) on a first visit. An inline
-# data: icon would break the CSP (img-src 'self'): the fix is an icon file served by the site.
-@pytest.mark.xfail(strict=True, reason="the site has no favicon: /favicon.ico answers 404")
+# Browsers ask for an icon on their own: the page declares files/favicon.svg, so no 404 shows in
+# the console (an inline data: icon would break the CSP, img-src 'self').
 def test_no_missing_favicon(driver, base_url):
     if not driver.console_seen:
         open_form(driver, base_url)
