@@ -144,3 +144,93 @@ def load(base_url: str):
     def make(**kwargs) -> Load:
         return Load(url=base_url, **kwargs)
     return make
+
+
+# --- Added for the bad-input, fault, OpenAPI and hardening tests (issue 6) -----------------------
+
+@dataclass
+class RateLimit:
+    """nginx's per-client request limit on /api/ as deployed (rate 0: no limit)."""
+
+    rate: float = 0.0  # requests per second
+    burst: int = 0
+
+    def pause(self, factor: float = 1.5) -> float:
+        """Seconds between requests that keep one client well under the limit."""
+        return factor / self.rate if self.rate else 0.0
+
+    def drain(self) -> None:
+        """Wait until the burst allowance has refilled after earlier tests."""
+        if self.rate:
+            time.sleep(self.burst / self.rate + 0.5)
+
+
+@pytest.fixture(scope="session")
+def api_rate_limit(sandbox: Sandbox) -> RateLimit:
+    """Read the limit from the running nginx's configuration (`nginx -T`)."""
+    import re
+
+    test = sandbox.run("nginx", "-T", check=False)
+    if test.returncode != 0:
+        pytest.fail(f"nginx -T fails on the sandbox: its configuration on disk is broken: {test.stderr[-500:]}")
+    conf = test.stdout
+    zone = re.search(r"^\s*limit_req_zone\s.*\brate=(\d+)r/(s|m)", conf, re.M)
+    if not zone:
+        return RateLimit()
+    rate = int(zone.group(1)) / (1 if zone.group(2) == "s" else 60)
+    burst = re.search(r"^\s*limit_req\s.*\bburst=(\d+)", conf, re.M)
+    return RateLimit(rate=rate, burst=int(burst.group(1)) if burst else 0)
+
+
+@dataclass
+class PacedLoad(Load):
+    """`Load` that stays under nginx's per-client rate limit: at most `rate` requests per second
+    from all its threads together (the threads still overlap, so requests are in flight at any
+    moment). Same counting as `Load`: a 429 is a failure too. `keepalive=False` opens a new
+    connection for every request (no race with a server closing an idle kept-alive one); a
+    failure without an answer records the exception's text in place of the body."""
+
+    rate: float = 30.0
+    timeout: float = 10.0  # per request, as Load's
+    keepalive: bool = True
+    _next: float = 0.0
+
+    def _wait_turn(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            at = max(now, self._next)
+            self._next = at + 1 / self.rate
+        time.sleep(max(0.0, at - now))
+
+    def _worker(self) -> None:
+        session = requests.Session()
+        if not self.keepalive:
+            session.headers["Connection"] = "close"
+        items = list(EXAMPLES.items())
+        deadline = time.monotonic() + self.max_seconds
+        i = 0
+        while not self._stop.is_set() and time.monotonic() < deadline and self.sent < self.max_requests:
+            self._wait_turn()
+            label, text = items[i % len(items)]
+            i += 1
+            try:
+                r = session.post(f"{self.url}/api/predizer_categoria", json={"descricao": text}, timeout=self.timeout)
+                status, body = r.status_code, (r.json() if r.headers.get("content-type", "").startswith("application/json") else None)
+            except requests.RequestException as exc:
+                status, body = type(exc).__name__, {"exception": str(exc)[:200]}
+            with self._lock:
+                self.statuses[status] += 1
+                if status != 200 or not body or body.get("categoria") != label:
+                    self.failures.append((time.monotonic(), status, body))
+                elif body.get("versao_modelo"):
+                    self.versions[body["versao_modelo"]] += 1
+
+
+@pytest.fixture
+def paced_load(base_url: str, api_rate_limit: RateLimit):
+    """Like `load`, paced at 60 % of nginx's rate limit (40 requests/s when there is none):
+    `with paced_load() as l: ...`."""
+    def make(**kwargs) -> PacedLoad:
+        kwargs.setdefault("rate", 0.6 * api_rate_limit.rate if api_rate_limit.rate else 40.0)
+        return PacedLoad(url=base_url, **kwargs)
+    return make
