@@ -4,11 +4,11 @@
     python -m classifier.bench --model path/to/model --data data/produtos.csv
 
 Prints microseconds per call of ``Model.predict_many_sklearn([text])`` (scikit-learn) and
-``Model.predict(text)`` (the fast path) for texts of several lengths, then batch figures:
-both paths on 1000 rows, and HTTP in-process (Flask test client, no network) for single
-requests vs one batch request. Each figure is CPU time (``time.process_time``), the
-fastest of ``--repeat`` rounds: as ``timeit`` argues, slower rounds measure other
-processes sharing the machine, not the code.
+``Model.predict(text)`` (the serving path: the fast one unless the model can't be compiled)
+for texts of several lengths, then batch figures: both paths on 1000 rows, and HTTP
+in-process (Flask test client, no network) for single requests vs one batch request.
+Each figure is CPU time (``time.process_time``), the fastest of ``--repeat`` rounds: as
+``timeit`` argues, slower rounds measure other processes sharing the machine, not the code.
 """
 
 from __future__ import annotations
@@ -53,9 +53,10 @@ def run(model_dir: Path, data: Path, repeat: int) -> None:
     dataset = train.load_dataset(data)
     texts = dataset.texts  # nome + " " + descricao, as trained
     by_length = sorted(texts, key=len)
+    vocabulary = model._pipeline.steps[0][1].vocabulary_
     print(
-        f"model {model.version}: {len(model._fast._vocabulary)} terms, "
-        f"{len(model.labels)} classes; CPU time, best of {repeat} rounds"
+        f"model {model.version}: {len(vocabulary)} terms, {len(model.labels)} classes, "
+        f"serving path {model.serving_path}; CPU time, best of {repeat} rounds"
     )
     print(f"{'text':<28}{'chars':>7}{'sklearn µs/call':>17}{'fast µs/call':>14}{'ratio':>8}")
     cases = [

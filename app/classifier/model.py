@@ -5,7 +5,9 @@ A model is two files side by side: ``model.skops`` (the scikit-learn pipeline) a
 in order: the metadata is readable, the sha256 matches, every type in the file is in
 ``ALLOWED_TYPES``; only then does skops build the objects. The verified pipeline is then
 compiled into the serving path (``classifier.fastpath``), which must give scikit-learn's
-scores on probe texts, else loading fails.
+scores on probe texts, else loading fails. A pipeline the compiler does not reproduce
+(e.g. a converted course model, CountVectorizer + MultinomialNB) is served by
+scikit-learn itself; which path serves is logged once per load.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
 import skops.io as sio
 
 from classifier.fastpath import CompiledPipeline, UnsupportedPipeline
@@ -25,10 +29,11 @@ from classifier.fastpath import CompiledPipeline, UnsupportedPipeline
 MODEL_FILENAME = "model.skops"
 METADATA_FILENAME = "model.json"
 
+logger = logging.getLogger("classifier.model")
+
 # Every type the shipped pipeline (TfidfVectorizer + LinearSVC) is made of, fully
-# qualified as skops names them. Anything else in a model file is refused, even the
-# many types skops would trust by default: this service has exactly one kind of model.
-ALLOWED_TYPES: frozenset[str] = frozenset(
+# qualified as skops names them.
+SHIPPED_TYPES: frozenset[str] = frozenset(
     {
         "builtins.dict",
         "builtins.list",
@@ -42,6 +47,19 @@ ALLOWED_TYPES: frozenset[str] = frozenset(
         "sklearn.svm._classes.LinearSVC",
     }
 )
+# What the course's pipeline (CountVectorizer + MultinomialNB, converted from its pickle by
+# ``classifier.convert``) adds: its two estimators and CountVectorizer's default
+# ``dtype=numpy.int64``.
+COURSE_TYPES: frozenset[str] = frozenset(
+    {
+        "numpy.int64",
+        "sklearn.feature_extraction.text.CountVectorizer",
+        "sklearn.naive_bayes.MultinomialNB",
+    }
+)
+# Anything else in a model file is refused, even the many types skops would trust by
+# default: this service serves these two kinds of model only.
+ALLOWED_TYPES: frozenset[str] = SHIPPED_TYPES | COURSE_TYPES
 
 # Zip members get a fixed timestamp so identical models give identical bytes.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -165,8 +183,11 @@ class Model:
     implementation can change without touching the HTTP layer.
 
     ``predict``/``predict_many`` use the compiled tables (~100x faster than
-    scikit-learn for one text); ``predict_many_sklearn`` is the reference path they are
-    tested against. Raises ``UnsupportedPipeline`` if the pipeline can't be compiled.
+    scikit-learn for one text) when the compiler reproduces the pipeline exactly, else
+    scikit-learn's ``Pipeline.predict`` (``serving_path`` says which).
+    ``predict_many_sklearn`` is the reference path the fast one is tested against.
+    Raises ``UnsupportedPipeline`` if the pipeline compiles but the compiled tables
+    disagree with scikit-learn: that is a bug to fix, not a model to serve slowly.
     """
 
     def __init__(self, pipeline: Any, metadata: dict[str, Any]) -> None:
@@ -174,8 +195,24 @@ class Model:
         self.metadata = metadata
         self.version: str = metadata["version"]
         self.labels: list[str] = [str(label) for label in pipeline.classes_]
-        self._fast = CompiledPipeline(pipeline)
+        self._fast: CompiledPipeline | None
+        try:
+            self._fast = CompiledPipeline(pipeline)
+        except UnsupportedPipeline as exc:
+            # A setting the compiler does not reproduce: scikit-learn answers instead,
+            # slower but right.
+            self._fast = None
+            self.serving_path = "scikit-learn"
+            logger.warning(
+                "serving path: scikit-learn (version=%s; the fast path does not support "
+                "this pipeline: %s)",
+                self.version,
+                exc,
+            )
+            return
         self._fast.verify(pipeline)
+        self.serving_path = "fast"
+        logger.info("serving path: fast (compiled, version=%s)", self.version)
 
     @classmethod
     def load(cls, path: str | Path) -> Model:
@@ -221,14 +258,23 @@ class Model:
 
     def predict(self, text: str) -> str:
         """Label of one text."""
+        if self._fast is None:
+            return str(self._pipeline.predict([text])[0])
         return self._fast.predict(text)
 
     def predict_many(self, texts: Sequence[str]) -> list[str]:
         """Labels of ``texts``, in order."""
+        if self._fast is None:
+            return self.predict_many_sklearn(texts)
         return self._fast.predict_many(texts)
 
     def scores(self, text: str) -> list[float]:
-        """Decision scores of one text, one per label (one in all for two labels)."""
+        """Decision scores of one text, one per label (one in all for two labels).
+
+        Only for pipelines with a ``decision_function`` (not MultinomialNB's).
+        """
+        if self._fast is None:
+            return np.atleast_1d(self._pipeline.decision_function([text])[0]).tolist()
         return self._fast.scores(text)
 
     def predict_many_sklearn(self, texts: Sequence[str]) -> list[str]:

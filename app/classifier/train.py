@@ -101,7 +101,7 @@ def build_pipeline() -> Pipeline:
     )
 
 
-def _library_versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for dist, key in [
         ("scikit-learn", "sklearn"),
@@ -113,18 +113,31 @@ def _library_versions() -> dict[str, str]:
     return versions
 
 
-def train(data_path: Path, output_dir: Path) -> dict[str, Any]:
-    """Train, evaluate and save; return the metadata written to ``model.json``."""
-    started = time.perf_counter()
-    data = load_dataset(data_path)
+def split_dataset(data: Dataset) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(x_train, x_test, y_train, y_test): the project's split, shared with convert."""
     # Unstratified, as in the course; the classes are balanced anyway.
-    x_train, x_test, y_train, y_test = train_test_split(
+    return train_test_split(
         data.texts, data.labels, test_size=TEST_SIZE, random_state=RANDOM_STATE
     )
-    pipeline = build_pipeline().fit(x_train, y_train)
-    predicted = pipeline.predict(x_test)
+
+
+def split_metadata(n_train: int, n_test: int) -> dict[str, Any]:
+    return {
+        "function": "sklearn.model_selection.train_test_split",
+        "test_size": TEST_SIZE,
+        "random_state": RANDOM_STATE,
+        "shuffle": True,
+        "stratify": False,
+        "n_train": n_train,
+        "n_test": n_test,
+    }
+
+
+def evaluate(pipeline: Any, x_test: list[str], y_test: list[str]) -> dict[str, Any]:
+    """Macro-F1, accuracy, per-class report and confusion matrix on ``x_test``."""
+    predicted = [str(label) for label in pipeline.predict(x_test)]
     labels = sorted(LABELS)
-    metrics = {
+    return {
         "evaluated_on": "test split",
         "macro_f1": float(f1_score(y_test, predicted, average="macro")),
         "accuracy": float(accuracy_score(y_test, predicted)),
@@ -138,6 +151,16 @@ def train(data_path: Path, output_dir: Path) -> dict[str, Any]:
             ).tolist(),
         },
     }
+
+
+def train(data_path: Path, output_dir: Path) -> dict[str, Any]:
+    """Train, evaluate and save; return the metadata written to ``model.json``."""
+    started = time.perf_counter()
+    data = load_dataset(data_path)
+    x_train, x_test, y_train, y_test = split_dataset(data)
+    pipeline = build_pipeline().fit(x_train, y_train)
+    metrics = evaluate(pipeline, x_test, y_test)
+    labels = sorted(LABELS)
     params = pipeline.get_params()
     metadata: dict[str, Any] = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -166,18 +189,10 @@ def train(data_path: Path, output_dir: Path) -> dict[str, Any]:
             "rows_with_empty_descricao": data.empty_descricao,
             "text": "nome + ' ' + descricao (empty descricao kept as '')",
             "fit_on": "training split only; metrics describe this exact model",
-            "split": {
-                "function": "sklearn.model_selection.train_test_split",
-                "test_size": TEST_SIZE,
-                "random_state": RANDOM_STATE,
-                "shuffle": True,
-                "stratify": False,
-                "n_train": len(x_train),
-                "n_test": len(x_test),
-            },
+            "split": split_metadata(len(x_train), len(x_test)),
         },
         "metrics": metrics,
-        "libraries": _library_versions(),
+        "libraries": library_versions(),
     }
     metadata["training"]["seconds"] = round(time.perf_counter() - started, 2)
     return model_io.save(pipeline, output_dir, metadata)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import timeit
 from pathlib import Path
 from typing import Any
@@ -192,11 +193,37 @@ def test_model_refuses_a_pipeline_the_fast_path_gets_wrong(
         Model.load(model_copy)
 
 
-def test_model_refuses_an_uncompilable_pipeline(tmp_path: Path) -> None:
+def test_uncompilable_pipeline_is_served_by_sklearn(
+    tmp_path: Path, log_records: list[logging.LogRecord]
+) -> None:
+    # The compiler refuses bigrams; the model must still answer, and answer right.
     pipeline = _small_fit(ngram_range=(1, 2))
     model_io.save(pipeline, tmp_path, {"labels": sorted(train.LABELS)})
-    with pytest.raises(ModelLoadError, match="cannot compile .*ngram_range"):
-        Model.load(tmp_path)
+    model = Model.load(tmp_path)
+    assert model.serving_path == "scikit-learn"
+    texts = TEXT_VARIANTS["nome+descricao"][::40] + EDGE_TEXTS
+    expected = [str(label) for label in pipeline.predict(texts)]
+    assert model.predict_many(texts) == expected
+    assert [model.predict(t) for t in texts] == expected
+    assert np.allclose(model.scores(EDGE_TEXTS[4]), pipeline.decision_function(EDGE_TEXTS[4:5]))
+    lines = [r.getMessage() for r in log_records if r.getMessage().startswith("serving path")]
+    assert len(lines) == 1
+    assert "scikit-learn" in lines[0] and "ngram_range" in lines[0]
+
+
+def test_own_model_is_served_by_the_fast_path(
+    model_dir: Path, log_records: list[logging.LogRecord]
+) -> None:
+    logger = logging.getLogger("classifier")
+    level = logger.level
+    logger.setLevel(logging.INFO)  # create_app's level; this test loads without it
+    try:
+        model = Model.load(model_dir)
+    finally:
+        logger.setLevel(level)
+    assert model.serving_path == "fast" and model._fast is not None
+    lines = [r.getMessage() for r in log_records if r.getMessage().startswith("serving path")]
+    assert lines == [f"serving path: fast (compiled, version={model.version})"]
 
 
 def test_fast_path_is_fast(model: Model) -> None:
