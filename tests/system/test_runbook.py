@@ -7,11 +7,15 @@ Each ```sh block in the runbook is preceded by an HTML comment saying how it is 
 - `<!-- runbook-test: under-load -->`: the same, while clients send requests through nginx; not
   one of them may fail (a restart is safe).
 - `<!-- runbook-test: follow -->`: a command that follows a log; it must print and keep running.
-- `<!-- runbook-test: rollback -->`: the rollback, run against a second release made for the test.
+- `<!-- runbook-test: rollback -->`: the manual rollback, back and forth to a second release made
+  for the test, while clients send requests.
 - `<!-- runbook-test: tls-file -->`, `<!-- runbook-test: tls-served -->`: TLS checks; the served
   one is skipped when the sandbox has no TLS.
 - `<!-- runbook-test: controller -->`: controller commands; checked against the repository (shell
-  syntax, playbooks and inventories that exist, variables that roles define), not run.
+  syntax, playbooks and inventories that exist, variables that roles define, tags), not run.
+- `<!-- runbook-test: controller-run -->`: checked the same way, then run from the repository root
+  against the sandbox (`-i inventory` replaced by the system tests' inventory and variables); the
+  rollback playbook back and forth to a second release, while clients send requests.
 - `<!-- runbook-manual: <reason> -->`: deliberately not run (e.g. it deletes the live certificate).
 
 Host blocks of one kind run in the runbook's order; the rollback puts the host back as it was.
@@ -19,7 +23,9 @@ Restart and rollback clients wait up to PATIENCE s (nginx itself gives up at 30 
 """
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import subprocess
 import threading
 import time
@@ -38,9 +44,12 @@ BLOCK = re.compile(
     r"```(?P<lang>\w*)\n(?P<body>.*?)^```$",
     re.M | re.S,
 )
-KINDS = {"host", "under-load", "follow", "rollback", "tls-file", "tls-served", "controller", "manual"}
+KINDS = {"host", "under-load", "follow", "rollback", "tls-file", "tls-served", "controller",
+         "controller-run", "manual"}
+# The system tests' deployment, in place of the runbook's `-i inventory`.
+SANDBOX_INVENTORY = ["-i", "sandbox/inventory.yml", "-e", "@tests/system/deploy-vars.yml"]
 FOLLOW_SECONDS = 3
-# What a command that went wrong prints, even where its exit status is lost (`cmd | tail`).
+# What a command that went wrong prints on stderr, even where its exit status is lost (`cmd | tail`).
 FAILURE_SIGNS = ("No such file", "not found", "Permission denied", "Traceback", "invalid option",
                  "unrecognized option", "syntax error", "Failed to")
 # Longer than a restart takes, shorter than nginx's proxy_read_timeout (30 s, which answers 504):
@@ -88,7 +97,8 @@ def run_block(sandbox, block: Block, timeout: float = 180) -> subprocess.Complet
 
 def assert_ran(block: Block, result: subprocess.CompletedProcess) -> None:
     assert result.returncode == 0, explain(block, result)
-    signs = [sign for sign in FAILURE_SIGNS if sign in result.stdout + result.stderr]
+    # stderr only: stdout may be log lines that quote such words.
+    signs = [sign for sign in FAILURE_SIGNS if sign in result.stderr]
     assert not signs, f"printed {signs}\n" + explain(block, result)
 
 
@@ -157,7 +167,7 @@ def test_every_shell_block_says_how_it_is_tested():
                     "Follow one request by its id", "Restart", "Replace the model", "Add a host",
                     "Roll back", "Rotate the TLS certificate"):
         assert re.search(rf"^#+ {re.escape(section)}$", TEXT, re.M), section
-    for kind in ("host", "under-load", "follow", "rollback", "controller"):
+    for kind in ("host", "under-load", "follow", "rollback", "controller", "controller-run"):
         assert of_kind(kind), f"no {kind} block"
 
 
@@ -167,7 +177,8 @@ def test_readme_links_the_runbook():
 
 def test_paths_in_the_table_exist_on_the_host(sandbox):
     table = TEXT.split("## Where everything lives", 1)[1].split("\n## ", 1)[0]
-    paths = {p for p in re.findall(r"`(/[^`<…* ]+)`", table) if "ssl" not in p}
+    # Not on every host: the certificate (TLS off) and `previous` (before a second release).
+    paths = {p for p in re.findall(r"`(/[^`<…* ]+)`", table) if "ssl" not in p and "previous" not in p}
     assert len(paths) >= 10, paths
     missing = sandbox.sh(" ".join(f"test -e {p} || echo {p};" for p in sorted(paths))).stdout.split()
     assert not missing, f"paths the runbook names but the host lacks: {missing}"
@@ -240,50 +251,65 @@ def test_tls_served_block(sandbox, block):
 # --- Rollback --------------------------------------------------------------------------------
 
 
-def releases_newest_first(sandbox) -> list[str]:
-    """The host's releases as `releases/<id>`, newest first (what the rollback block sorts by)."""
-    out = sandbox.sh("cd /opt/classifier && stat -c '%Y %n' releases/*/").stdout
-    stamped = [(int(t), name.rstrip("/")) for t, name in (line.split(" ", 1) for line in out.splitlines())]
-    return [name for _, name in sorted(stamped, reverse=True)]
+def link(sandbox, name: str) -> str:
+    return sandbox.run("readlink", f"/opt/classifier/{name}", check=False).stdout.strip()
 
 
-def current(sandbox) -> str:
-    return sandbox.run("readlink", "/opt/classifier/current").stdout.strip()
-
-
-def test_rollback_switches_release_without_losing_requests(sandbox):
-    (block,) = of_kind("rollback")
-    live = current(sandbox)
-    fake = f"{live}-runbook-test"
-    # The release "before" the live one: a copy of it (its venv still runs the live one's Python),
-    # installed last, so the rollback picks it.
-    sandbox.sh(f"cd /opt/classifier && cp -a {live} {fake} && touch {fake}")
+@pytest.fixture
+def two_releases(sandbox):
+    """A `previous` release to roll back to: a copy of the live one (its venv still runs the live
+    one's Python). Yields (live, copy) as `releases/<id>`; puts back current and previous after."""
+    live, old_previous = link(sandbox, "current"), link(sandbox, "previous")
+    copy = f"{live}-runbook-test"
+    sandbox.sh(f"cd /opt/classifier && cp -a {live} {copy} && ln -sfn {copy} previous")
     try:
-        for hop in (1, 2):
-            expected = [r for r in releases_newest_first(sandbox) if r != current(sandbox)][0]
-            if hop == 1:
-                assert expected == fake
-            with Clients(sandbox.url, threads=2) as clients:
-                result = run_block(sandbox, block)
-            assert_ran(block, result)
-            assert current(sandbox) == expected, explain(block, result)
-            assert f"to {expected}" in result.stdout, explain(block, result)
-            assert not clients.lost, clients.report()
-            sandbox.wait_until_healthy()
+        yield live, copy
     finally:
-        if current(sandbox) != live:
-            sandbox.sh(f"cd /opt/classifier && ln -sfn {live} current.new && mv -T current.new current "
-                       "&& systemctl restart classifier.service")
-        sandbox.sh(f"rm -rf /opt/classifier/{fake}")
-    sandbox.wait_until_healthy()
+        restore = f"cd /opt/classifier && rm -f current.new previous.new && rm -rf {copy}"
+        restore += f" && ln -sfn {old_previous} previous" if old_previous else " && rm -f previous"
+        if link(sandbox, "current") != live:
+            restore += f" && ln -sfn {live} current && systemctl restart classifier.service"
+        sandbox.sh(restore)
+        sandbox.wait_until_healthy()
 
-    # With no other complete release it stops, and changes nothing.
-    if releases_newest_first(sandbox) == [live]:
-        before = sandbox.main_pid("classifier.service")
+
+def rollback_twice(sandbox, live: str, copy: str, run) -> None:
+    """Back to the copy, then forward again, with clients sending requests all along."""
+    for target, left in ((copy, live), (live, copy)):
+        with Clients(sandbox.url, threads=2) as clients:
+            run()
+        assert (link(sandbox, "current"), link(sandbox, "previous")) == (target, left)
+        assert not clients.lost, clients.report()
+        sandbox.wait_until_healthy()
+
+
+def test_manual_rollback_switches_release_without_losing_requests(sandbox, two_releases):
+    (block,) = of_kind("rollback")
+    live, copy = two_releases
+
+    def run():
         result = run_block(sandbox, block)
-        assert result.returncode != 0, explain(block, result)
-        assert current(sandbox) == live
-        assert sandbox.main_pid("classifier.service") == before
+        assert_ran(block, result)
+        assert "rolling back from" in result.stdout, explain(block, result)
+
+    rollback_twice(sandbox, live, copy, run)
+
+
+def test_manual_rollback_without_previous_changes_nothing(sandbox):
+    (block,) = of_kind("rollback")
+    if link(sandbox, "previous"):
+        pytest.skip("the sandbox has a previous release")
+    live, before = link(sandbox, "current"), sandbox.main_pid("classifier.service")
+    result = run_block(sandbox, block)
+    assert result.returncode != 0, explain(block, result)
+    assert link(sandbox, "current") == live
+    assert sandbox.main_pid("classifier.service") == before
+
+
+def test_rollback_playbook_block(sandbox, two_releases):
+    (block,) = [b for b in of_kind("controller-run") if "playbooks/rollback.yml" in b.body]
+    live, copy = two_releases
+    rollback_twice(sandbox, live, copy, lambda: run_controller_block(sandbox, block))
 
 
 # --- Controller blocks -----------------------------------------------------------------------
@@ -298,13 +324,17 @@ def role_variables() -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("block", params("controller"))
+def all_tags() -> str:
+    return "\n".join(p.read_text() for p in [*ROOT.glob("playbooks/*.yml"), *ROOT.glob("roles/*/tasks/*.yml")])
+
+
+@pytest.mark.parametrize("block", params("controller", "controller-run"))
 def test_controller_block_matches_the_repository(block):
     syntax = subprocess.run(["bash", "-n"], input=block.body, capture_output=True, text=True)
     assert syntax.returncode == 0, syntax.stderr
-    known = role_variables()
+    known, tags = role_variables(), all_tags()
     for line in block.body.splitlines():
-        argv = line.split()
+        argv = shlex.split(line)
         if not argv:
             continue
         assert (ROOT / argv[0]).exists(), f"{argv[0]} does not exist in the repository"
@@ -318,5 +348,25 @@ def test_controller_block_matches_the_repository(block):
                 assert name in known, f"-e {name}: no role defines it"
             elif arg == "--tags":
                 for tag in argv[i + 1].split(","):
-                    assert re.search(rf"tags: \[[^\]]*\b{re.escape(tag)}\b", "\n".join(
-                        p.read_text() for p in [*ROOT.glob("playbooks/*.yml"), *ROOT.glob("roles/*/tasks/*.yml")])), tag
+                    assert re.search(rf"tags: \[[^\]]*\b{re.escape(tag)}\b", tags), tag
+
+
+def run_controller_block(sandbox, block: Block) -> None:
+    """Each line, from the repository root, against the sandbox instead of `inventory`."""
+    env = {**os.environ, "SANDBOX_NAME": sandbox.name, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+           "ANSIBLE_NOCOLOR": "1"}
+    for line in block.body.splitlines():
+        argv = shlex.split(line)
+        if not argv:
+            continue
+        i = argv.index("-i")
+        assert argv[i + 1] == "inventory", line
+        argv[i:i + 2] = SANDBOX_INVENTORY
+        result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, (f"docs/operations.md:{block.line} {line}\n"
+                                        f"{result.stdout[-4000:]}{result.stderr[-2000:]}")
+
+
+@pytest.mark.parametrize("block", [b for b in params("controller-run") if "rollback.yml" not in b.values[0].body])
+def test_controller_block_runs_against_the_sandbox(sandbox, block):
+    run_controller_block(sandbox, block)
