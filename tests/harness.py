@@ -1,0 +1,141 @@
+"""What the system and cluster tests share: known examples, a bounded load generator, models made
+for a test (a different one, a broken one) and a way to run the project's playbooks."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "app" / "data" / "produtos.csv"
+
+# One realistic description per class, classified right by the shipped model.
+EXAMPLES = {
+    "maquiagem": "Batom líquido matte vermelho, longa duração, não transfere",
+    "game": "Jogo para PlayStation 5 com modo multiplayer online e campanha de mundo aberto",
+    "brinquedo": "Boneca articulada com acessórios e roupinhas, para crianças a partir de 3 anos",
+    "livro": "Romance de ficção científica em capa dura, edição de colecionador, 480 páginas",
+}
+
+
+@dataclass
+class Load:
+    """Steady load through nginx from a few threads, bounded in time and count.
+
+    Each request classifies a known description; a failure is anything but a 200 with the right
+    category (connection errors included). `versions` counts the model versions that answered.
+    """
+
+    url: str
+    threads: int = 4
+    max_seconds: float = 300
+    max_requests: int = 500_000
+    statuses: Counter = field(default_factory=Counter)
+    failures: list = field(default_factory=list)
+    versions: Counter = field(default_factory=Counter)
+    last_version: str | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def sent(self) -> int:
+        return sum(self.statuses.values())
+
+    def _worker(self) -> None:
+        session = requests.Session()
+        items = list(EXAMPLES.items())
+        deadline = time.monotonic() + self.max_seconds
+        i = 0
+        while not self._stop.is_set() and time.monotonic() < deadline and self.sent < self.max_requests:
+            label, text = items[i % len(items)]
+            i += 1
+            body = None
+            try:
+                r = session.post(f"{self.url}/api/predizer_categoria", json={"descricao": text}, timeout=30)
+                status = r.status_code
+                if r.headers.get("content-type", "").startswith("application/json"):
+                    body = r.json()
+            except requests.RequestException as exc:
+                status = type(exc).__name__
+            with self._lock:
+                self.statuses[status] += 1
+                if status != 200 or not body or body.get("categoria") != label:
+                    self.failures.append((round(time.monotonic(), 3), status, body))
+                else:
+                    self.versions[body.get("versao_modelo")] += 1
+                    self.last_version = body.get("versao_modelo")
+
+    def __enter__(self) -> "Load":
+        self._threads = [threading.Thread(target=self._worker, daemon=True) for _ in range(self.threads)]
+        for t in self._threads:
+            t.start()
+        time.sleep(0.5)  # the load runs before the event under test
+        return self
+
+    def __exit__(self, *exc) -> None:
+        time.sleep(1.0)  # and still runs after it
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=35)
+
+    def report(self) -> str:
+        return (f"sent={self.sent} failed={len(self.failures)} statuses={dict(self.statuses)} "
+                f"versions={dict(self.versions)} first failures={self.failures[:5]}")
+
+
+def run_playbook(inventory: str, playbook: str = "site.yml", *args: str, project: Path = ROOT,
+                 timeout: float = 900) -> subprocess.CompletedProcess:
+    """ansible-playbook from the controller venv, output captured for the assertions."""
+    ansible = Path(sys.executable).with_name("ansible-playbook")
+    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
+    return subprocess.run([str(ansible), "-i", inventory, str(project / playbook), *args], cwd=project,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _train(rows: list[dict], out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "produtos.csv"
+    with data.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["nome", "descricao", "categoria"], delimiter=";")
+        writer.writeheader()
+        writer.writerows(rows)
+    subprocess.run([sys.executable, "-m", "classifier.train", "--data", str(data), "--output", str(out / "model")],
+                   check=True, capture_output=True, env=dict(os.environ, PYTHONPATH=str(ROOT / "app")), timeout=300)
+    return out / "model" / "model.skops"
+
+
+def _rows() -> list[dict]:
+    return list(csv.DictReader(io.StringIO(DATA.read_text(encoding="utf-8")), delimiter=";"))
+
+
+def different_model(out: Path) -> Path:
+    """A good model that is not the shipped one: trained without every 40th row."""
+    return _train([row for i, row in enumerate(_rows()) if i % 40], out)
+
+
+def broken_model(out: Path) -> Path:
+    """A model that loads and answers, but wrong: every label shifted to the next class."""
+    shift = {"livro": "maquiagem", "maquiagem": "brinquedo", "brinquedo": "game", "game": "livro"}
+    return _train([dict(row, categoria=shift[row["categoria"]]) for row in _rows()], out)
+
+
+def copy_project(dest: Path) -> Path:
+    """The tracked files of the working tree, to change a copy without touching the repository."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           check=True, capture_output=True).stdout.split(b"\0")
+    for name in filter(None, files):
+        source = ROOT / name.decode()
+        if source.is_file():
+            target = dest / name.decode()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+    return dest
