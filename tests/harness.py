@@ -32,17 +32,23 @@ class Load:
     """Steady load through nginx from a few threads, bounded in time and count.
 
     Each request classifies a known description; a failure is anything but a 200 with the right
-    category (connection errors included). `versions` counts the model versions that answered.
+    category (a 429 and connection errors included). `versions` counts the model versions that
+    answered. `rate` paces all threads together to at most that many requests per second (to stay
+    under nginx's per-client limit); `keepalive=False` opens a connection per request.
     """
 
     url: str
     threads: int = 4
     max_seconds: float = 300
     max_requests: int = 500_000
+    rate: float | None = None
+    timeout: float = 10.0
+    keepalive: bool = True
     statuses: Counter = field(default_factory=Counter)
     failures: list = field(default_factory=list)
     versions: Counter = field(default_factory=Counter)
     last_version: str | None = None
+    _next: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -50,22 +56,32 @@ class Load:
     def sent(self) -> int:
         return sum(self.statuses.values())
 
+    def _wait_turn(self) -> None:
+        if not self.rate:
+            return
+        with self._lock:
+            now = time.monotonic()
+            at = max(now, self._next)
+            self._next = at + 1 / self.rate
+        time.sleep(max(0.0, at - now))
+
     def _worker(self) -> None:
         session = requests.Session()
+        if not self.keepalive:
+            session.headers["Connection"] = "close"
         items = list(EXAMPLES.items())
         deadline = time.monotonic() + self.max_seconds
         i = 0
         while not self._stop.is_set() and time.monotonic() < deadline and self.sent < self.max_requests:
+            self._wait_turn()
             label, text = items[i % len(items)]
             i += 1
-            body = None
             try:
-                r = session.post(f"{self.url}/api/predizer_categoria", json={"descricao": text}, timeout=30)
+                r = session.post(f"{self.url}/api/predizer_categoria", json={"descricao": text}, timeout=self.timeout)
                 status = r.status_code
-                if r.headers.get("content-type", "").startswith("application/json"):
-                    body = r.json()
+                body = r.json() if r.headers.get("content-type", "").startswith("application/json") else None
             except requests.RequestException as exc:
-                status = type(exc).__name__
+                status, body = type(exc).__name__, {"exception": str(exc)[:200]}
             with self._lock:
                 self.statuses[status] += 1
                 if status != 200 or not body or body.get("categoria") != label:
@@ -85,7 +101,7 @@ class Load:
         time.sleep(1.0)  # and still runs after it
         self._stop.set()
         for t in self._threads:
-            t.join(timeout=35)
+            t.join(timeout=self.timeout + 5)
 
     def report(self) -> str:
         return (f"sent={self.sent} failed={len(self.failures)} statuses={dict(self.statuses)} "
