@@ -56,3 +56,12 @@ lock: ## re-resolve requirements/controller.txt from controller.in
 
 clean: destroy ## remove the sandbox, the build cache and the venv
 	rm -rf build .venv .cache
+
+# Benchmarks (not part of `make test`): scripts/bench, results in docs/benchmark.md and .png.
+# BENCH_ARGS passes options, e.g. make bench BENCH_ARGS='--duration 5'.
+.PHONY: bench bench-deploy
+bench: ## load benchmark: deployed stack vs the course's set-up, batch, worker counts
+	./scripts/bench load $(BENCH_ARGS)
+
+bench-deploy: ## time a no-op site.yml on 1 and on 10 sandbox hosts
+	./scripts/bench deploy $(BENCH_ARGS)

@@ -1,0 +1,101 @@
+"""Checks of the benchmark's own parts that need no container (no timings are asserted):
+  .venv/bin/python -m pytest -q scripts/bench.d
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import sys
+import threading
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402
+import pngchart  # noqa: E402
+
+TRICKY = ['aspas "duplas" e \\barra\\', "linha 1\nlinha 2\r\n\ttab", "ação, maçã, pão — 50% ✓",
+          "separador\u2028de linha", "nul \x00 e bell \x07", "x" * 5000]
+
+
+def test_bodies_are_one_json_line_each(tmp_path):
+    path = bench.write_bodies(tmp_path / "bodies.jsonl", TRICKY)
+    lines = path.read_text(encoding="utf-8").split("\n")
+    assert lines[-1] == ""
+    assert [json.loads(line)["descricao"] for line in lines[:-1]] == TRICKY
+
+
+def test_descriptions_are_fixed_and_within_the_limit():
+    texts = bench.descriptions()
+    assert len(texts) >= 1000
+    assert texts == bench.descriptions()
+    assert all(t.strip() and len(t) <= bench.MAX_CHARS for t in texts)
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_wrk_script_sends_every_body_intact(tmp_path):
+    """wrk with bench.lua against a local server that decodes each body it gets."""
+    seen, bad = set(), []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            raw = self.rfile.read(int(self.headers["Content-Length"]))
+            try:
+                seen.add(json.loads(raw.decode("utf-8"))["descricao"])
+            except (ValueError, KeyError) as exc:
+                bad.append(repr(exc))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        bodies = bench.write_bodies(tmp_path / "bodies.jsonl", TRICKY)
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = bench.run_wrk(url, "POST", "/predizer_categoria", 2, 1, 2, bodies)
+    finally:
+        server.shutdown()
+    assert not bad
+    assert seen == set(TRICKY)
+    assert result["requests"] > 0 and result["status"] == 0
+
+
+def test_png_is_well_formed():
+    canvas = pngchart.Canvas(300, 200)
+    pngchart.grouped_bars(canvas, 10, 10, 280, 180, "req/s", [("a\nb", [1.0, 2.0]), ("c", [3.0, None])],
+                          ["8", "64"])
+    data = canvas.png()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = struct.unpack(">II", data[16:24])
+    assert (width, height) == (300, 200)
+    idat_len = struct.unpack(">I", data[33:37])[0]
+    assert data[37:41] == b"IDAT"
+    assert len(zlib.decompress(data[41:41 + idat_len])) == height * (1 + 3 * width)
+
+
+def test_sections_are_replaced_in_place():
+    text = bench.replace_section("# Title\n", "load", ["one"])
+    text = bench.replace_section(text, "deploy", ["two"])
+    again = bench.replace_section(text, "load", ["three"])
+    assert again.index("three") < again.index("two")
+    assert "one" not in again and again.count("bench:load:start") == 1
+
+
+def test_profile_tasks_and_recap_lines_parse():
+    assert bench._TASK.match("classifier_web : Copy the form --- 8.13s").groups() == (
+        "classifier_web : Copy the form", "8.13")
+    m = bench._RECAP.match("classifier-bench-1         : ok=42   changed=0    unreachable=0    failed=0")
+    assert m and m.group(1) == "classifier-bench-1"
