@@ -726,7 +726,11 @@ def write_doc(section: str, stamp: dict, args, body: list[str]) -> None:
     command = " ".join(["scripts/bench", *(shlex.quote(a) for a in sys.argv[1:])])
     head = [f"## {'Load' if section == 'load' else 'Deploy speed'}", "",
             f"{stamp['date']}, commit {stamp['commit']}, {stamp['cpus']} CPUs ({stamp['cpu']}), "
-            f"load average {stamp['load']} at the start. Command: `{command}`.", ""]
+            f"load average {stamp['load']} at the start, {Path('/proc/loadavg').read_text().split()[0]} at the "
+            f"end. Command: `{command}`.", ""]
+    if float(stamp["load"]) > 0.5 * (stamp["cpus"] or 1):
+        head += ["**The machine was busy when this ran (load average above half its CPUs): the figures "
+                 "are noisy; only the ratios mean something, and even they only roughly.**", ""]
     DOC_MD.parent.mkdir(parents=True, exist_ok=True)
     DOC_MD.write_text(replace_section(text, section, head + body))
 
