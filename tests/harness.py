@@ -112,7 +112,9 @@ def run_playbook(inventory: str, playbook: str = "site.yml", *args: str, project
                  timeout: float = 900) -> subprocess.CompletedProcess:
     """ansible-playbook from the controller venv, output captured for the assertions."""
     ansible = Path(sys.executable).with_name("ansible-playbook")
-    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
+    # The roles of the project being run (a copy's, not the repository's); the build role reads the
+    # project next to its roles.
+    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", ANSIBLE_ROLES_PATH=str(project / "roles"))
     return subprocess.run([str(ansible), "-i", inventory, str(project / playbook), *args], cwd=project,
                           env=env, capture_output=True, text=True, timeout=timeout)
 
