@@ -39,7 +39,7 @@ class Load:
 
     url: str
     threads: int = 4
-    max_seconds: float = 300
+    max_seconds: float = 900
     max_requests: int = 500_000
     rate: float | None = None
     timeout: float = 10.0
