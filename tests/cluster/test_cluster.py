@@ -81,8 +81,8 @@ def test_a_model_that_fails_the_gate_never_replaces_the_good_one(cluster, load, 
     assert result.returncode != 0
     # The message names the host, the release and the check that failed.
     assert f"{APPS[0]}: release" in result.stdout, result.stdout[-3000:]
-    assert "smoke test" in result.stdout and "back on release" in result.stdout, result.stdout[-3000:]
-    # The first host went back; the second was never touched; nothing was dropped.
+    assert "smoke test" in result.stdout and "before taking any traffic" in result.stdout, result.stdout[-3000:]
+    # The bad release never served: not one wrong answer, and neither host moved.
     assert {host: cluster.release(host) for host in APPS} == serving
     assert {host: cluster.app_version(host) for host in APPS} == versions
     assert not traffic.failures, traffic.report()
@@ -99,6 +99,7 @@ def test_an_app_that_does_not_start_never_replaces_the_good_one(cluster, load, t
                               project=project)
     summary("app that does not start", sent=traffic.sent, failed=len(traffic.failures))
     assert result.returncode != 0
-    assert f"{APPS[0]}: release" in result.stdout and "Restart gunicorn on the release" in result.stdout, result.stdout[-3000:]
+    assert f"{APPS[0]}: release" in result.stdout, result.stdout[-3000:]
+    assert "Start the new release on a private socket" in result.stdout and "still serves" in result.stdout, result.stdout[-3000:]
     assert {host: cluster.release(host) for host in APPS} == serving
     assert not traffic.failures, traffic.report()
