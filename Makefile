@@ -36,7 +36,7 @@ test: setup unit lint system molecule ## everything: unit tests, lint, system te
 
 unit: ## pytest: the app, then the repository's own checks
 	cd app && ../$(BIN)/python -m pytest -q
-	$(BIN)/python -m pytest -q tests --ignore=tests/system
+	$(BIN)/python -m pytest -q tests --ignore=tests/system --ignore=tests/cluster
 
 lint: ## yamllint and ansible-lint (production profile)
 	$(BIN)/yamllint --strict .
