@@ -99,3 +99,15 @@ def test_profile_tasks_and_recap_lines_parse():
         "classifier_web : Copy the form", "8.13")
     m = bench._RECAP.match("classifier-bench-1         : ok=42   changed=0    unreachable=0    failed=0")
     assert m and m.group(1) == "classifier-bench-1"
+
+
+def test_task_times_add_up_every_batch_of_a_serial_play():
+    stamp = "Saturday 21 November 2026  23:42:43 +0000 ({})       0:00:00.034 ***** "
+    log = "\n".join([
+        "TASK [role : a] *****", stamp.format("0:00:00.010"),
+        "TASK [role : b] *****", stamp.format("0:00:01.500"),
+        "TASK [role : a] *****", stamp.format("0:00:02.000"),
+        "RUNNING HANDLER [role : h] *****", stamp.format("0:00:01.250"),
+        "TASKS RECAP *****", stamp.format("0:01:00.000"),
+    ])
+    assert bench.task_times(log) == [("role : h", 60.0), ("role : a", 2.75), ("role : b", 2.0)]
