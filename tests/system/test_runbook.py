@@ -116,6 +116,9 @@ class Clients:
 
     def _client(self) -> None:
         session = requests.Session()
+        # A connection per request: what is measured is the restart, not a client reusing a
+        # kept-alive connection at the moment the server side closes it.
+        session.headers["Connection"] = "close"
         deadline = time.monotonic() + self.max_seconds
         while not self._stop.is_set() and time.monotonic() < deadline and len(self.results) < self.max_requests:
             start = time.monotonic()
