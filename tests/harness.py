@@ -108,6 +108,19 @@ class Load:
                 f"versions={dict(self.versions)} first failures={self.failures[:5]}")
 
 
+def wait_healthy(url: str, timeout: float = 60) -> None:
+    """Until the stack behind `url` answers /api/health with 200."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/api/health", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{url} not healthy after {timeout} s")
+
+
 def run_playbook(inventory: str, playbook: str = "site.yml", *args: str, project: Path = ROOT,
                  timeout: float = 900) -> subprocess.CompletedProcess:
     """ansible-playbook from the controller venv, output captured for the assertions."""

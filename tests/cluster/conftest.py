@@ -12,7 +12,7 @@ import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness import Load, broken_model, different_model  # noqa: E402
+from harness import Load, broken_model, different_model, wait_healthy  # noqa: E402
 
 WEB = "classifier-web"
 APPS = ("classifier-app1", "classifier-app2")
@@ -49,15 +49,7 @@ class Cluster:
         return Path(self.sh(host, f"readlink /opt/classifier/{link}").stdout.strip()).name
 
     def wait_healthy(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.url}/api/health", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"{self.url} not healthy after {timeout} s")
+        wait_healthy(self.url, timeout)
 
 
 @pytest.fixture(scope="session")

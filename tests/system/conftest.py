@@ -17,7 +17,7 @@ import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness import EXAMPLES, Load  # noqa: E402,F401  (tests import EXAMPLES from here)
+from harness import EXAMPLES, Load, wait_healthy  # noqa: E402,F401  (tests import EXAMPLES from here)
 
 
 def _required_env(name: str) -> str:
@@ -52,15 +52,7 @@ class Sandbox:
         return self.run("journalctl", "--no-pager", "--output", "cat", *args).stdout
 
     def wait_until_healthy(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.url}/api/health", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"{self.url} not healthy after {timeout} s")
+        wait_healthy(self.url, timeout)
 
 
 @pytest.fixture(scope="session")
