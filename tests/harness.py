@@ -123,13 +123,14 @@ def wait_healthy(url: str, timeout: float = 60) -> None:
 
 def run_playbook(inventory: str, playbook: str = "site.yml", *args: str, project: Path = ROOT,
                  timeout: float = 900) -> subprocess.CompletedProcess:
-    """ansible-playbook from the controller venv, output captured for the assertions."""
+    """ansible-playbook from the controller venv; its output, stderr included (where ansible-core
+    writes failed tasks), in ``stdout`` for the assertions."""
     ansible = Path(sys.executable).with_name("ansible-playbook")
     # The roles of the project being run (a copy's, not the repository's); the build role reads the
     # project next to its roles.
     env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", ANSIBLE_ROLES_PATH=str(project / "roles"))
     return subprocess.run([str(ansible), "-i", inventory, str(project / playbook), *args], cwd=project,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
 
 
 def _train(rows: list[dict], out: Path) -> Path:
