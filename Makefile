@@ -11,7 +11,7 @@ export PORT
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Molecule scenarios run by `make test`, in this order.
-SCENARIOS ?= default ssh variants
+SCENARIOS ?= default ssh variants cluster
 
 .PHONY: help setup deploy destroy test unit lint system molecule lock clean
 
