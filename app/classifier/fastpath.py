@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Sequence
 from operator import mul
 from typing import Any
@@ -122,13 +123,9 @@ class CompiledPipeline:
         """Term index -> count: TfidfVectorizer's analyzer and CountVectorizer's counting."""
         if self._lowercase:
             text = text.lower()
-        vocabulary_get = self._vocabulary.get
-        counts: dict[int, int] = {}
-        counts_get = counts.get
-        for token in self._findall(text):
-            index = vocabulary_get(token)
-            if index is not None:
-                counts[index] = counts_get(index, 0) + 1
+        # map and Counter loop in C: a long description has hundreds of tokens.
+        counts = Counter(map(self._vocabulary.get, self._findall(text)))
+        counts.pop(None, None)  # tokens outside the vocabulary
         return counts
 
     def _scores_python(self, counts: dict[int, int]) -> list[float]:

@@ -380,9 +380,10 @@ def start_course(container: str) -> None:
 
 
 def deployed_workers(container: str) -> int:
-    text = sh(container, "cat /etc/classifier/gunicorn.conf.py")
-    m = re.search(r"^workers\s*=\s*(\d+)", text, re.M)
-    return int(m.group(1)) if m else 0
+    """gunicorn's workers as running: the children of the service's master (the role lets
+    gunicorn count the CPUs itself by default)."""
+    out = sh(container, "cat /proc/$(systemctl show -p MainPID --value classifier.service)/task/*/children")
+    return len(out.split())
 
 
 def batch_section(url: str, texts: list[str]) -> dict:
