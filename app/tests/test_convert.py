@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
 import os
 import pickle
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,10 +15,11 @@ import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
 from sklearn.naive_bayes import MultinomialNB
 
 from classifier import convert, create_app, train
+from classifier import course as course_recipe
+from classifier.course import course_model, course_strings
 from classifier import model as model_io
 from classifier.model import ALLOWED_TYPES, COURSE_TYPES, SHIPPED_TYPES, Model
 
@@ -28,28 +27,11 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "produtos.csv"
 LIPSTICK = "Batom líquido matte vermelho, longa duração"
 
 
-def _course_strings() -> tuple[list[str], list[str]]:
-    """The course notebook's preprocessing, without pandas or NLTK."""
-    with DATA.open(encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter=";"))
-    # pandas: nome + descricao is NaN when either is empty, and dropna drops the row.
-    rows = [r for r in rows if r["nome"] and r["descricao"] and r["categoria"]]
-    stop_words = set(train.stop_words())  # NLTK's Portuguese list
-    strings = []
-    for row in rows:
-        words = (row["nome"] + row["descricao"]).lower().split()  # no separator, as the course
-        kept = " ".join(w for w in words if w not in stop_words)
-        strings.append(" ".join(re.findall(r"\w+", kept)))  # nltk.RegexpTokenizer(r"\w+")
-    return strings, [r["categoria"] for r in rows]
-
-
 @pytest.fixture(scope="session")
 def course(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The course's model.sav: CountVectorizer fit on every row, MultinomialNB on its split."""
-    strings, labels = _course_strings()
-    x_train, _, y_train, _ = train_test_split(strings, labels, test_size=0.2, random_state=10)
-    vect = CountVectorizer().fit(strings)
-    clf = MultinomialNB().fit(vect.transform(x_train), y_train)
+    model = course_model(DATA)
+    vect, clf = model["vect"], model["clf"]
     path = tmp_path_factory.mktemp("course") / "model.sav"
     path.write_bytes(pickle.dumps({"clf": clf, "vect": vect}))
     return {
@@ -206,7 +188,7 @@ def test_unpinned_pickle_is_refused_unloaded(
 def test_pickle_with_a_classifier_outside_the_allow_list_is_refused(
     course: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    strings, labels = _course_strings()
+    strings, labels = course_strings(DATA)
     clf = LogisticRegression(max_iter=200).fit(course["vect"].transform(strings[::8]), labels[::8])
     path = tmp_path / "model.sav"
     digest = _pickle(path, {"vect": course["vect"], "clf": clf})
@@ -377,3 +359,12 @@ def test_cli_help_and_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     assert code == convert.EXIT_USAGE and "no such file" in err
     code, err = _run(capsys, "--model", tmp_path)
     assert code == convert.EXIT_USAGE and "--output" in err
+
+
+def test_course_command_writes_the_course_pickle(tmp_path: Path) -> None:
+    out = tmp_path / "model.sav"
+    assert course_recipe.main(["--data", str(DATA), "--output", str(out)]) == 0
+    obj = pickle.loads(out.read_bytes())
+    assert set(obj) == {"vect", "clf"}
+    assert isinstance(obj["vect"], CountVectorizer) and isinstance(obj["clf"], MultinomialNB)
+    assert sorted(obj["clf"].classes_) == sorted(train.LABELS)

@@ -52,7 +52,9 @@ IMAGE = os.environ.get("BENCH_IMAGE", "classifier-systemd:bookworm")
 MAX_CHARS = 20_000  # the deployed default of classifier_app_max_description_chars
 CURRENT = "/opt/classifier/current"
 COURSE_UNIT = "classifier-course"
-COURSE = "course, 4 workers TCP"
+COURSE = "course: its model, 4 workers TCP"
+# Where the course's model (classifier.course, converted to skops) goes in the baseline container.
+COURSE_MODEL = "/opt/course-model"
 # site.yml's defaults, but for nginx's per-client rate limit: all the load comes from one address.
 # JSON, so numbers stay numbers (key=value extra vars are strings).
 DEPLOY_VARS = ["-e", json.dumps({"classifier_web_rate_limit": 0})]
@@ -367,15 +369,35 @@ def check_predict(url: str, texts: list[str]) -> None:
 # ---------------------------------------------------------------- load benchmark
 
 
-def start_course(container: str) -> None:
+def course_model(workdir: Path) -> Path:
+    """The course's model.sav rebuilt by its recipe (classifier.course), converted with its pin:
+    CountVectorizer + MultinomialNB, which the service runs through scikit-learn's generic
+    predict, as the course did (the compiled path serves linear models only)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "app"))
+    sav, out = workdir / "course-model.sav", workdir / "course-model"
+    subprocess.run([sys.executable, "-m", "classifier.course", "--data", str(DATA), "--output", str(sav)],
+                   env=env, check=True, capture_output=True, timeout=300)
+    digest = hashlib.sha256(sav.read_bytes()).hexdigest()
+    r = subprocess.run([sys.executable, "-m", "classifier.convert", "--model", str(sav), "--sha256", digest,
+                        "--data", str(DATA), "--output", str(out)],
+                       env=env, capture_output=True, text=True, timeout=300)
+    if r.returncode != 0 or "scikit-learn" not in r.stdout:
+        raise BenchError(f"the course's model did not convert to a scikit-learn-served one: {r.stdout}{r.stderr}")
+    return out
+
+
+def start_course(container: str, model_dir: Path) -> None:
     """The course's set-up in a deployed container: our units off, gunicorn -w 4 on TCP (no
-    --preload) from the deployed release, nginx with the course's default site."""
+    --preload) from the deployed release serving the course's model, nginx with the course's
+    default site."""
+    subprocess.run(["docker", "cp", f"{model_dir}/.", f"{container}:{COURSE_MODEL}"], check=True, timeout=60)
+    sh(container, f"chown -R root:root {COURSE_MODEL} && chmod -R a+rX,go-w {COURSE_MODEL}")
     sh(container, "systemctl disable --now classifier.service classifier.socket")
     sh(container, f"cat > /etc/nginx/sites-available/default <<'EOF'\n{COURSE_SITE}EOF\n"
                   "nginx -t -q && systemctl reload nginx")
     sh(container, f"systemctl stop {COURSE_UNIT} 2>/dev/null; systemctl reset-failed {COURSE_UNIT} 2>/dev/null; "
                   f"systemd-run --quiet --unit={COURSE_UNIT} --uid=classifier --gid=classifier "
-                  f"--working-directory={CURRENT} -E CLASSIFIER_MODEL_PATH={CURRENT}/model/model.skops "
+                  f"--working-directory={CURRENT} -E CLASSIFIER_MODEL_PATH={COURSE_MODEL}/model.skops "
                   f"{CURRENT}/venv/bin/gunicorn -w 4 -b 127.0.0.1:8000 classifier.wsgi:app", check=True)
 
 
@@ -489,8 +511,9 @@ def load_bench(args, boxes: Containers, workdir: Path) -> dict:
         if len(upstreams) != 1:  # the stack under test must be this container's gunicorn alone
             raise BenchError(f"nginx in {name} proxies to {upstreams}, not to its own gunicorn alone")
 
-    log("course set-up in the second container: gunicorn -w 4 -b 127.0.0.1:8000, course nginx site")
-    start_course(course)
+    log("course set-up in the second container: its model (CountVectorizer + MultinomialNB, scikit-learn's "
+        "predict), gunicorn -w 4 -b 127.0.0.1:8000, its nginx site")
+    start_course(course, course_model(workdir))
     for name, _ in boxes_ports:
         wait_healthy(url[name])
         check_predict(url[name], mix)
