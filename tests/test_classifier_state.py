@@ -1,0 +1,63 @@
+"""roles/classifier_state/library/classifier_state.py: each kind of check finds its difference,
+and finds none where the host matches (the roles skip their tasks on an empty answer)."""
+from __future__ import annotations
+
+import grp
+import hashlib
+import importlib.util
+import os
+import pwd
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location(
+    "classifier_state", ROOT / "roles" / "classifier_state" / "library" / "classifier_state.py")
+state = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(state)
+
+ME = pwd.getpwuid(os.getuid()).pw_name
+MY_GROUP = grp.getgrgid(os.getgid()).gr_name
+
+
+def test_files(tmp_path):
+    path = tmp_path / "conf"
+    path.write_text("workers = 2\n")
+    path.chmod(0o644)
+    want = {"path": str(path), "sha1": hashlib.sha1(b"workers = 2\n").hexdigest(),
+            "owner": ME, "group": MY_GROUP, "mode": "0644"}
+    assert list(state._files([want])) == []
+    path.write_text("workers = 9\n")
+    path.chmod(0o600)
+    assert list(state._files([want])) == [f"{path}: content differs", f"{path}: mode 0600, not 0644"]
+    assert f"{path}: owner {ME}, not nobody" in list(state._files([{**want, "owner": "nobody"}]))
+    assert list(state._files([{"path": str(tmp_path / "gone")}])) == [f"{tmp_path / 'gone'}: missing"]
+    assert list(state._files([{"path": str(tmp_path)}])) == [f"{tmp_path}: not a regular file"]
+
+
+def test_directories_and_links(tmp_path):
+    (tmp_path / "releases" / "a").mkdir(parents=True)
+    (tmp_path / "releases").chmod(0o755)
+    os.symlink("releases/a", tmp_path / "current")
+    assert list(state._directories([{"path": str(tmp_path / "releases"), "mode": "0755"}])) == []
+    assert list(state._directories([{"path": str(tmp_path / "current"), "mode": "0755"}])) == [
+        f"{tmp_path / 'current'}: not a directory"]
+    assert list(state._links([{"path": str(tmp_path / "current"), "target": "releases/a"}])) == []
+    assert list(state._links([{"path": str(tmp_path / "current"), "target": "releases/b"}])) == [
+        f"{tmp_path / 'current'}: points at releases/a, not releases/b"]
+    assert list(state._links([{"path": str(tmp_path / "releases"), "target": "x"}])) == [
+        f"{tmp_path / 'releases'}: not a symlink"]
+
+
+def test_users_groups_and_counts(tmp_path):
+    me = pwd.getpwuid(os.getuid())
+    assert list(state._users([{"name": ME, "group": MY_GROUP, "shell": me.pw_shell, "home": me.pw_dir}])) == []
+    assert list(state._users([{"name": ME, "shell": "/no/such/shell"}])) == [
+        f"user {ME}: shell {me.pw_shell}, not /no/such/shell"]
+    assert list(state._users([{"name": "no-such-user-here"}])) == ["user no-such-user-here: missing"]
+    assert list(state._groups([MY_GROUP, "no-such-group-here"])) == ["group no-such-group-here: missing"]
+    for name in "abc":
+        (tmp_path / name).mkdir()
+        (tmp_path / name / ".installed").touch()
+    pattern = str(tmp_path / "*" / ".installed")
+    assert list(state._at_most([{"glob": pattern, "count": 3}])) == []
+    assert list(state._at_most([{"glob": pattern, "count": 2}])) == [f"3 paths match {pattern}, more than 2"]
