@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import subprocess
 import sys
@@ -171,3 +172,21 @@ def copy_project(dest: Path) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(source.read_bytes())
     return dest
+
+
+# Figures the tests measure (requests sent and failed, seconds), printed at the end of the run by
+# the conftests' pytest_terminal_summary, for the closing notes and the operators.
+FIGURES: list[str] = []
+
+
+def figures(name: str, **values) -> None:
+    line = f"[figures] {name}: {json.dumps(values, default=str)}"
+    FIGURES.append(line)
+    print("\n" + line)
+
+
+def print_figures(terminalreporter) -> None:
+    if FIGURES:
+        terminalreporter.section("figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)

@@ -1,7 +1,6 @@
 """Fixtures for the cluster tests, run by molecule/cluster's verify (it sets the environment)."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness import Load, broken_model, different_model, wait_healthy  # noqa: E402
+from harness import Load, broken_model, different_model, figures, print_figures, wait_healthy  # noqa: E402
 
 WEB = "classifier-web"
 APPS = ("classifier-app1", "classifier-app2")
@@ -76,6 +75,10 @@ def bad_model(tmp_path_factory) -> Path:
     return broken_model(tmp_path_factory.mktemp("bad-model"))
 
 
-def summary(name: str, **figures) -> None:
+def summary(name: str, **values) -> None:
     """One line per test with its figures, for the closing note."""
-    print(f"\n[figures] {name}: {json.dumps(figures, default=str)}")
+    figures(name, **values)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    print_figures(terminalreporter)

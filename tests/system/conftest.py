@@ -17,7 +17,7 @@ import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness import EXAMPLES, Load, wait_healthy  # noqa: E402,F401  (tests import EXAMPLES from here)
+from harness import EXAMPLES, Load, print_figures, wait_healthy  # noqa: E402,F401  (tests import EXAMPLES from here)
 
 
 def _required_env(name: str) -> str:
@@ -119,3 +119,7 @@ def paced_load(base_url: str, api_rate_limit: RateLimit):
         kwargs.setdefault("rate", 0.6 * api_rate_limit.rate if api_rate_limit.rate else 40.0)
         return Load(url=base_url, **kwargs)
     return make
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    print_figures(terminalreporter)

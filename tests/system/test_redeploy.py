@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from harness import different_model, run_playbook
+from harness import different_model, figures, run_playbook
 
 INVENTORY = "sandbox/inventory.yml"
 
@@ -16,8 +16,8 @@ def test_redeploy_with_a_new_model_answers_every_request(sandbox, load, tmp_path
         result = run_playbook(INVENTORY, "site.yml", "-e", "@tests/system/deploy-vars.yml",
                               "-e", f"classifier_build_model={model}")
     seconds = round(time.monotonic() - started, 1)
-    print(f"\n[figures] single-host redeploy: seconds={seconds} sent={traffic.sent} failed={len(traffic.failures)} "
-          f"versions={dict(traffic.versions)}")
+    figures("single-host redeploy", seconds=seconds, sent=traffic.sent, failed=len(traffic.failures),
+            versions=dict(traffic.versions))
     assert result.returncode == 0, result.stdout[-3000:]
     assert not traffic.failures, traffic.report()
     assert len(traffic.versions) == 2, traffic.report()  # the old model, then the new one
