@@ -34,9 +34,9 @@ destroy: ## remove the sandbox container
 
 test: setup unit lint system molecule ## everything: unit tests, lint, system tests, Molecule
 
-unit: ## pytest: the app, then the repository's own checks
+unit: ## pytest: the app, then the repository's own checks and the benchmark's parsers
 	cd app && ../$(BIN)/python -m pytest -q
-	$(BIN)/python -m pytest -q tests --ignore=tests/system --ignore=tests/cluster
+	$(BIN)/python -m pytest -q tests scripts/bench.d --ignore=tests/system --ignore=tests/cluster
 
 lint: ## yamllint and ansible-lint (production profile)
 	$(BIN)/yamllint --strict .
