@@ -91,34 +91,31 @@ def _sha1(path):
     return digest.hexdigest()
 
 
-def _files(items):
+def _paths(items, is_kind, kind):
+    """Each wanted path's lstat when it is of the kind, else the difference (as a str)."""
     for want in items:
         path = want["path"]
         try:
             st = os.lstat(path)
         except FileNotFoundError:
-            yield f"{path}: missing"
+            yield want, f"{path}: missing"
             continue
-        if not stat.S_ISREG(st.st_mode):
-            yield f"{path}: not a regular file"
+        yield want, (st if is_kind(st.st_mode) else f"{path}: not a {kind}")
+
+
+def _files(items):
+    for want, st in _paths(items, stat.S_ISREG, "regular file"):
+        if isinstance(st, str):
+            yield st
             continue
-        if "sha1" in want and _sha1(path) != want["sha1"]:
-            yield f"{path}: content differs"
-        yield from _attributes(path, st, want)
+        if "sha1" in want and _sha1(want["path"]) != want["sha1"]:
+            yield f"{want['path']}: content differs"
+        yield from _attributes(want["path"], st, want)
 
 
 def _directories(items):
-    for want in items:
-        path = want["path"]
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            yield f"{path}: missing"
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            yield f"{path}: not a directory"
-            continue
-        yield from _attributes(path, st, want)
+    for want, st in _paths(items, stat.S_ISDIR, "directory"):
+        yield from [st] if isinstance(st, str) else _attributes(want["path"], st, want)
 
 
 def _links(items):
