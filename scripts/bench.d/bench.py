@@ -218,6 +218,69 @@ def container_cpu(names: list[str]) -> float | None:
     return total
 
 
+def unit_cgroups(container: str, units: dict[str, str]) -> dict[str, Path]:
+    """The cgroup v2 directories of systemd units inside a container, by part name.
+
+    systemd in the container puts each unit in its own cgroup under the container's; cgroup v2
+    keeps cpu.stat in every cgroup (hybrid hosts mount v2 at /sys/fs/cgroup/unified)."""
+    pid = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", container], capture_output=True,
+                         text=True).stdout.strip()
+    try:
+        line = next(x for x in Path(f"/proc/{pid}/cgroup").read_text().splitlines() if x.startswith("0::"))
+    except (OSError, StopIteration):
+        return {}
+    base = line.removeprefix("0::").removesuffix("/init.scope").lstrip("/")
+    for mount in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        root = Path(mount) / base / "system.slice"
+        if root.is_dir():
+            return {part: root / unit for part, unit in units.items() if (root / unit / "cpu.stat").exists()}
+    return {}
+
+
+def cgroup_cpu(paths: dict[str, Path]) -> dict[str, float]:
+    """CPU seconds used so far by each cgroup."""
+    out = {}
+    for part, path in paths.items():
+        text = (path / "cpu.stat").read_text()
+        out[part] = int(re.search(r"^usage_usec (\d+)", text, re.M).group(1)) / 1e6
+    return out
+
+
+def proxy_pids(port: int) -> list[int]:
+    """docker-proxy processes forwarding a published loopback port (none with the iptables-only
+    set-up): they copy every byte of the load, on the same CPUs."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                argv = (d / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"docker-proxy") and str(port).encode() in argv:
+                pids.append(int(d.name))
+    return pids
+
+
+def pids_cpu(pids: list[int]) -> float:
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, idle) CPU seconds of the whole machine so far, from /proc/stat."""
+    values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(values[:8]) - idle) / tick, idle / tick
+
+
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -289,6 +352,8 @@ class WrkResult:
     requests: int
     raw: dict = field(default_factory=dict)
     case: str = ""  # a, b, c or d: the letters of the ratios
+    # CPU microseconds per request, by part (nginx, gunicorn, journald, wrk); empty if unreadable
+    cpu_us: dict[str, float] = field(default_factory=dict)
 
 
 def run_wrk(url: str, method: str, path: str, connections: int, seconds: int, threads: int,
@@ -306,13 +371,32 @@ def run_wrk(url: str, method: str, path: str, connections: int, seconds: int, th
 
 
 def measure(stack: str, endpoint: str, url: str, method: str, path: str, connections: int,
-            seconds: int, threads: int, bodies: Path | None) -> WrkResult:
+            seconds: int, threads: int, bodies: Path | None, cgroups: dict[str, Path]) -> WrkResult:
+    """One wrk run, and the CPU each part of the stack (and wrk) spent per request meanwhile."""
+    proxies = proxy_pids(int(url.rsplit(":", 1)[1]))
+    before, wrk_before, proxy_before, machine_before = (cgroup_cpu(cgroups), children_cpu(),
+                                                        pids_cpu(proxies), machine_cpu())
     raw = run_wrk(url, method, path, connections, seconds, threads, bodies)
+    after, wrk_after, proxy_after, machine_after = (cgroup_cpu(cgroups), children_cpu(),
+                                                    pids_cpu(proxies), machine_cpu())
     errors = raw["connect"] + raw["read"] + raw["write"] + raw["timeout"] + raw["status"]
     result = WrkResult(stack, endpoint, connections, raw["requests"] / (raw["duration_us"] / 1e6),
                        raw["p50_us"] / 1000, raw["p99_us"] / 1000, errors, raw["requests"], raw)
+    n = max(raw["requests"], 1)
+    result.cpu_us = {part: (after[part] - before[part]) / n * 1e6 for part in before}
+    if result.cpu_us:
+        result.cpu_us["wrk"] = (wrk_after - wrk_before) / n * 1e6
+        if proxies:
+            result.cpu_us["docker-proxy"] = (proxy_after - proxy_before) / n * 1e6
+        # What the parts above leave of the machine's busy time: the kernel's network work, other
+        # processes. And the idle share: CPUs left unused while wrk waited for answers.
+        busy, idle = (machine_after[0] - machine_before[0]), (machine_after[1] - machine_before[1])
+        result.cpu_us["rest"] = busy / n * 1e6 - sum(result.cpu_us.values())
+        result.raw["idle_share"] = idle / max(busy + idle, 1e-9)
+    cpu = "  ".join(f"{part} {us:.0f}" for part, us in result.cpu_us.items())
     print(f"    {stack:<28} {endpoint:<20} c={connections:<3} {result.rps:8.1f} req/s  "
-          f"p50 {result.p50_ms:7.1f} ms  p99 {result.p99_ms:7.1f} ms  errors {errors}", flush=True)
+          f"p50 {result.p50_ms:7.1f} ms  p99 {result.p99_ms:7.1f} ms  errors {errors}"
+          + (f"  CPU µs/request: {cpu}, idle {result.raw['idle_share']:.0%}" if cpu else ""), flush=True)
     return result
 
 
@@ -530,11 +614,17 @@ def load_bench(args, boxes: Containers, workdir: Path) -> dict:
         f"after a {args.warmup} s warm-up of each stack")
     for _, _, _, name, (method, path, b) in plan:
         run_wrk(url[name], method, path, max(c_list), args.warmup, args.threads, b)  # not kept
+    # Where each request's CPU goes: the stack's units (from their cgroups) and wrk itself.
+    cgroups = {name: unit_cgroups(name, {"nginx": "nginx.service", "journald": "systemd-journald.service",
+                                         "gunicorn": f"{COURSE_UNIT}.service" if name == course
+                                         else "classifier.service"})
+               for name, _ in boxes_ports}
     runs: list[WrkResult] = []
     for _ in range(args.rounds):
         for conns in c_list:
             for case, stack, endpoint, name, (method, path, b) in plan:
-                runs.append(measure(stack, endpoint, url[name], method, path, conns, d, args.threads, b))
+                runs.append(measure(stack, endpoint, url[name], method, path, conns, d, args.threads, b,
+                                    cgroups[name]))
                 runs[-1].case = case
 
     memory = [service_memory(ours, "classifier.service", deployed, True),
@@ -559,7 +649,9 @@ def aggregate(runs: list[WrkResult]) -> list[WrkResult]:
                              statistics.median(r.p50_ms for r in group),
                              statistics.median(r.p99_ms for r in group),
                              sum(r.errors for r in group), sum(r.requests for r in group),
-                             case=group[0].case))
+                             case=group[0].case,
+                             cpu_us={part: statistics.median(r.cpu_us[part] for r in group)
+                                     for part in group[0].cpu_us if all(part in r.cpu_us for r in group)}))
     return out
 
 
@@ -579,6 +671,11 @@ def load_summary(data: dict) -> tuple[list[str], list[str]]:
     if a and b:
         lines.append(f"a/b at {hi} connections: {a.rps / b.rps:.3f} (predict / health req/s: "
                      f"{a.rps:.0f} / {b.rps:.0f})")
+    if a and b and a.cpu_us and b.cpu_us:
+        parts = [p for p in a.cpu_us if p in b.cpu_us]
+        lines.append(f"CPU µs per request at {hi} connections, predict vs health: "
+                     + ", ".join(f"{p} {a.cpu_us[p]:.0f} vs {b.cpu_us[p]:.0f}" for p in parts)
+                     + f"; sum {sum(a.cpu_us[p] for p in parts):.0f} vs {sum(b.cpu_us[p] for p in parts):.0f}")
     if a and c:
         lines.append(f"a/c at {hi} connections: {a.rps / c.rps:.2f} (deployed / course req/s: "
                      f"{a.rps:.0f} / {c.rps:.0f})")
@@ -607,6 +704,15 @@ def load_summary(data: dict) -> tuple[list[str], list[str]]:
           "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     md += [f"| {r.case} | {r.stack} | {r.endpoint} | {r.connections} | {r.rps:.1f} | {r.p50_ms:.1f} | "
            f"{r.p99_ms:.1f} | {r.errors} | {r.requests} |" for r in res]
+    parts = list(dict.fromkeys(part for r in res for part in r.cpu_us))
+    if parts:
+        md += ["", "CPU per request, µs, by process (the units' cgroups in the container, wrk's own "
+               "rusage on the controller): what a request costs where, whatever the machine's speed.", "",
+               "| case | endpoint | conns | " + " | ".join(parts) + " | sum |",
+               "| --- | --- | ---: | " + "---: | " * len(parts) + "---: |"]
+        md += [f"| {r.case} | {r.endpoint} | {r.connections} | "
+               + " | ".join(f"{r.cpu_us[p]:.0f}" if p in r.cpu_us else "" for p in parts)
+               + f" | {sum(r.cpu_us.values()):.0f} |" for r in res if r.cpu_us]
     md += ["", "Memory of the service after its predict runs (gunicorn master + workers):", "",
            "| stack | workers | --preload | RSS sum MB | PSS sum MB |", "| --- | ---: | --- | ---: | ---: |"]
     md += [f"| {m.stack} | {m.workers} | {'yes' if m.preload else 'no'} | {m.rss_mb:.0f} | {m.pss_mb:.0f} |"

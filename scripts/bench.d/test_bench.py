@@ -111,3 +111,31 @@ def test_task_times_add_up_every_batch_of_a_serial_play():
         "TASKS RECAP *****", stamp.format("0:01:00.000"),
     ])
     assert bench.task_times(log) == [("role : h", 60.0), ("role : a", 2.75), ("role : b", 2.0)]
+
+
+def test_cpu_readers_count_what_is_spent(tmp_path):
+    unit = tmp_path / "nginx.service"
+    unit.mkdir()
+    (unit / "cpu.stat").write_text("usage_usec 2500000\nuser_usec 1000000\nsystem_usec 1500000\n")
+    assert bench.cgroup_cpu({"nginx": unit}) == {"nginx": 2.5}
+    before = bench.machine_cpu()
+    deadline = bench.time.process_time() + 0.3
+    while bench.time.process_time() < deadline:  # burn 0.3 s of CPU
+        pass
+    busy, _ = bench.machine_cpu()
+    assert busy - before[0] >= 0.25
+    assert bench.pids_cpu([bench.os.getpid()]) >= 0.25
+    assert bench.unit_cgroups("no-such-container-here", {"nginx": "nginx.service"}) == {}
+
+
+def test_cpu_breakdown_is_printed_and_tabled():
+    res = [bench.WrkResult("deployed, 2 workers", "predict", 64, 2000, 30, 45, 0, 30000, case="a",
+                           cpu_us={"nginx": 110, "gunicorn": 520}),
+           bench.WrkResult("deployed, 2 workers", "health (ceiling)", 64, 3000, 20, 30, 0, 45000, case="b",
+                           cpu_us={"nginx": 100, "gunicorn": 300})]
+    data = {"results": res, "memory": [], "deployed": "deployed, 2 workers", "connections": [64],
+            "alt": 0, "batch": {}, "workers": 2}
+    lines, md = bench.load_summary(data)
+    assert "CPU µs per request at 64 connections, predict vs health: nginx 110 vs 100, " \
+           "gunicorn 520 vs 300; sum 630 vs 400" in lines
+    assert "| a | predict | 64 | 110 | 520 | 630 |" in md
