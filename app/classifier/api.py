@@ -18,6 +18,13 @@ Every error the app returns, Flask's own included, is
   "too large", hence one status);
 - 415: Content-Type is not ``application/json`` (a ``charset`` other than UTF-8 too);
 - 404/405 from routing, 500 for anything unexpected (logged with its traceback).
+
+Every request ends in one log line, written when its response is ready: what happened
+(``prediction``, ``prediction_batch``, ``rejected`` or ``request``), the request id, method,
+path, status and duration, then what the request adds (the category and length of a
+description, the count of a batch, the message of an error). One line, not an access line
+plus an app line: journald's cost is per line, and the line carries everything an operator
+greps for.
 """
 
 from __future__ import annotations
@@ -127,18 +134,18 @@ def _read_descriptions() -> list[str]:
     return texts
 
 
+def _log_as(event: str, details: str) -> None:
+    """What the request's log line says it was, and what it adds after the common fields."""
+    g.log_event = event
+    g.log_details = details
+
+
 @bp.post("/predizer_categoria")
 def predict_category() -> Response:
     text = _read_description()
     model = _model()
     label = model.predict(text)
-    logger.info(
-        "prediction request_id=%s categoria=%s chars=%d duration_ms=%.1f",
-        g.request_id,
-        label,
-        len(text),
-        (time.perf_counter() - g.started) * 1000,
-    )
+    _log_as("prediction", f"categoria={label} chars={len(text)}")
     return jsonify(categoria=label, versao_modelo=model.version)
 
 
@@ -147,13 +154,7 @@ def predict_categories() -> Response:
     texts = _read_descriptions()
     model = _model()
     labels = model.predict_many(texts)
-    logger.info(
-        "prediction_batch request_id=%s count=%d chars=%d duration_ms=%.1f",
-        g.request_id,
-        len(texts),
-        sum(map(len, texts)),
-        (time.perf_counter() - g.started) * 1000,
-    )
+    _log_as("prediction_batch", f"count={len(texts)} chars={sum(map(len, texts))}")
     return jsonify(categorias=labels, versao_modelo=model.version)
 
 
@@ -175,20 +176,34 @@ def _start_request() -> None:
     g.request_id = given if _SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
-def _echo_request_id(response: Response) -> Response:
-    response.headers[REQUEST_ID_HEADER] = g.get("request_id") or uuid.uuid4().hex
+def _finish_request(response: Response) -> Response:
+    """Echo the request id and write the request's one log line (errors included: Flask runs
+    this after the error handlers too)."""
+    request_id = g.get("request_id") or uuid.uuid4().hex
+    response.headers[REQUEST_ID_HEADER] = request_id
+    started = g.get("started")
+    details = g.get("log_details")
+    logger.info(
+        "%s request_id=%s method=%s path=%s status=%d duration_ms=%.1f%s",
+        g.get("log_event", "request"),
+        request_id,
+        request.method,
+        request.path,
+        response.status_code,
+        (time.perf_counter() - started) * 1000 if started is not None else 0.0,
+        f" {details}" if details else "",
+    )
     return response
 
 
 def _api_error(exc: ApiError) -> tuple[Response, int]:
-    logger.info(
-        "rejected request_id=%s status=%d erro=%s", g.get("request_id"), exc.status, exc.message
-    )
+    _log_as("rejected", f"erro={exc.message}")
     return jsonify(_error_body(exc.status, exc.message)), exc.status
 
 
 def _http_error(exc: HTTPException) -> Response:
     status = exc.code or 500
+    _log_as("rejected", f"erro={_HTTP_MESSAGES.get(status, exc.name)}")
     response = jsonify(_error_body(status, _HTTP_MESSAGES.get(status, exc.name)))
     response.status_code = status
     # Keep werkzeug's extra headers, e.g. Allow on a 405.
@@ -198,6 +213,7 @@ def _http_error(exc: HTTPException) -> Response:
 
 def _unexpected_error(exc: Exception) -> tuple[Response, int]:
     logger.exception("unhandled error request_id=%s", g.get("request_id"))
+    _log_as("failed", f"erro={_HTTP_MESSAGES[500]}")
     return jsonify(_error_body(500, _HTTP_MESSAGES[500])), 500
 
 
@@ -222,7 +238,7 @@ def register(app: Flask) -> None:
     app.extensions[OPENAPI_KEY] = openapi_bytes(app.config)
     app.register_blueprint(bp)
     app.before_request(_start_request)
-    app.after_request(_echo_request_id)
+    app.after_request(_finish_request)
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)

@@ -201,11 +201,14 @@ def test_unexpected_exception_gives_json_500(
 
     monkeypatch.setattr(model, "predict", boom)
     monkeypatch.setattr(model, "predict_many", boom)
-    response = app.test_client().post(url, json=body)
+    response = app.test_client().post(url, json=body, headers={"X-Request-ID": "bad-1"})
     body = _assert_error(response, 500)
     assert "simulated" not in body["erro"]  # no internals leak to the client
     errors = [r for r in log_records if r.levelno == logging.ERROR]
     assert errors and errors[0].exc_info and "simulated failure" in str(errors[0].exc_info[1])
+    # The traceback, then the request's own line.
+    lines = [r.getMessage() for r in log_records if "request_id=bad-1" in r.getMessage()]
+    assert len(lines) == 2 and re.match(r"failed request_id=bad-1 .* status=500 ", lines[1]), lines
     # The app keeps working afterwards.
     monkeypatch.undo()
     assert app.test_client().get("/health").status_code == 200
@@ -329,7 +332,9 @@ def test_batch_is_logged(client: FlaskClient, log_records: list[logging.LogRecor
     lines = [r.getMessage() for r in log_records]
     assert any(
         re.fullmatch(
-            r"prediction_batch request_id=b-1 count=2 chars=11 duration_ms=\d+\.\d", line
+            r"prediction_batch request_id=b-1 method=POST path=/predizer_categorias status=200 "
+            r"duration_ms=\d+\.\d count=2 chars=11",
+            line,
         )
         for line in lines
     ), lines
@@ -344,12 +349,39 @@ def test_request_id_is_echoed(client: FlaskClient, log_records: list[logging.Log
     lines = [r.getMessage() for r in log_records]
     assert any(
         re.fullmatch(
-            r"prediction request_id=abc-123\.X_y categoria=maquiagem chars=10 "
-            r"duration_ms=\d+\.\d",
+            r"prediction request_id=abc-123\.X_y method=POST path=/predizer_categoria status=200 "
+            r"duration_ms=\d+\.\d categoria=maquiagem chars=10",
             line,
         )
         for line in lines
     ), lines
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "line"),
+    [
+        ("GET", "/health", None, r"request request_id=one method=GET path=/health status=200 "),
+        ("POST", URL, {"x": 1}, r"rejected request_id=one method=POST path=/predizer_categoria "
+         r"status=400 duration_ms=\d+\.\d erro=campo 'descricao' ausente"),
+        ("GET", "/nao-existe", None, r"rejected request_id=one method=GET path=/nao-existe "
+         r"status=404 duration_ms=\d+\.\d erro=recurso não encontrado"),
+        ("GET", URL, None, r"rejected request_id=one method=GET path=/predizer_categoria "
+         r"status=405 "),
+    ],
+    ids=["health", "bad-body", "not-found", "wrong-method"],
+)
+def test_one_line_per_request(
+    client: FlaskClient,
+    log_records: list[logging.LogRecord],
+    method: str,
+    path: str,
+    body: Any,
+    line: str,
+) -> None:
+    client.open(path, method=method, json=body, headers={"X-Request-ID": "one"})
+    lines = [r.getMessage() for r in log_records if "request_id=one " in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert re.match(line, lines[0]), lines
 
 
 @pytest.mark.parametrize("given", [None, "", "has space", "a" * 129, "semi;colon", "ção"])
