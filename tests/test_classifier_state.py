@@ -61,3 +61,36 @@ def test_users_groups_and_counts(tmp_path):
     pattern = str(tmp_path / "*" / ".installed")
     assert list(state._at_most([{"glob": pattern, "count": 3}])) == []
     assert list(state._at_most([{"glob": pattern, "count": 2}])) == [f"3 paths match {pattern}, more than 2"]
+
+
+def test_answers():
+    """A real HTTP server on a loopback port of this machine: each status as it comes, a port
+    nothing listens on as no answer."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            self.send_response(200 if self.path == "/health" else 502)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert list(state._answers([{"url": f"{base}/health"}])) == []
+        assert list(state._answers([{"url": f"{base}/api", "status": 200}])) == [
+            f"GET {base}/api: status 502, not 200"]
+        assert list(state._answers([{"url": f"{base}/api", "status": 502}])) == []
+    finally:
+        server.shutdown()
+        server.server_close()
+    with socket.socket() as s:  # a port free a moment ago
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    [found] = state._answers([{"url": f"http://127.0.0.1:{free}/"}])
+    assert found.startswith(f"GET http://127.0.0.1:{free}/: no answer (")

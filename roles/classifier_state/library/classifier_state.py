@@ -11,12 +11,15 @@ description:
   - Reads, never changes. Each named group of checks lists what the host should have (files by
     checksum, owner and mode; directories; symlinks; systemd units enabled and active; Debian
     packages installed; users and groups; commands that must succeed; at most so many paths
-    matching a glob). The module answers, per group, the list of differences.
+    matching a glob; URLs that must answer a status). The module answers, per group, the list of
+    differences.
   - The roles run it first and skip the tasks of a group that has none, so that a re-run with
     nothing to change costs one module run per host instead of one per task.
 options:
   groups:
-    description: Group name to its checks (keys files, directories, links, units, packages, users, groups, succeeds, at_most).
+    description: >-
+      Group name to its checks (keys files, directories, links, units, packages, users, groups,
+      succeeds, at_most, answers).
     type: dict
     required: true
 author: product-classifier developers
@@ -37,6 +40,8 @@ EXAMPLES = r"""
           - {name: nginx.service}
         succeeds:
           - [nginx, -t]
+        answers:
+          - {url: "http://127.0.0.1/api/health", status: 200}
   register: state
 """
 
@@ -57,6 +62,8 @@ import stat
 import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.six.moves.urllib.error import HTTPError
+from ansible.module_utils.urls import open_url
 
 
 def _owner(st):
@@ -196,6 +203,23 @@ def _at_most(items):
             yield f"{count} paths match {want['glob']}, more than {want['count']}"
 
 
+def _answers(items):
+    """GET each URL from the host itself, once (no retries: the plan only reports). Certificates
+    are not verified: a local check, and the certificate names the public host."""
+    for want in items:
+        status = int(want.get("status", 200))
+        try:
+            found = open_url(want["url"], method="GET", validate_certs=False, timeout=5,
+                             follow_redirects="none").getcode()
+        except HTTPError as exc:
+            found = exc.code
+        except Exception as exc:  # refused, timed out, TLS: all mean "not answering"
+            yield f"GET {want['url']}: no answer ({exc})"
+            continue
+        if found != status:
+            yield f"GET {want['url']}: status {found}, not {status}"
+
+
 def check(module, checks):
     found = []
     found += _packages(module, checks.get("packages") or [])
@@ -207,10 +231,12 @@ def check(module, checks):
     found += _units(module, checks.get("units") or [])
     found += _succeeds(module, checks.get("succeeds") or [])
     found += _at_most(checks.get("at_most") or [])
+    found += _answers(checks.get("answers") or [])
     return found
 
 
-KNOWN = {"files", "directories", "links", "units", "packages", "users", "groups", "succeeds", "at_most"}
+KNOWN = {"files", "directories", "links", "units", "packages", "users", "groups", "succeeds", "at_most",
+         "answers"}
 
 
 def main():
