@@ -492,3 +492,18 @@ def test_default_limits(app: Flask) -> None:
 def test_bad_limit_in_config_fails_clearly(model_dir: Path, key: str, value: Any) -> None:
     with pytest.raises(RuntimeError, match=f"{key} must be a whole number >= 1"):
         create_app({"MODEL_PATH": str(model_dir), key: value})
+
+
+def test_warning_level_leaves_out_the_request_lines(
+    model_dir: Path, log_records: list[logging.LogRecord], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the role's classifier_app_log_level=warning sets in the unit's environment.
+    monkeypatch.setenv("CLASSIFIER_LOG_LEVEL", "warning")
+    logger = logging.getLogger("classifier")
+    level = logger.level
+    try:
+        quiet = create_app({"MODEL_PATH": str(model_dir)})
+        assert quiet.test_client().get("/health", headers={"X-Request-ID": "quiet"}).status_code == 200
+    finally:
+        logger.setLevel(level)
+    assert not [r for r in log_records if "request_id=quiet" in r.getMessage()]

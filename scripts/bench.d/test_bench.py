@@ -139,3 +139,11 @@ def test_cpu_breakdown_is_printed_and_tabled():
     assert "CPU µs per request at 64 connections, predict vs health: nginx 110 vs 100, " \
            "gunicorn 520 vs 300; sum 630 vs 400" in lines
     assert "| a | predict | 64 | 110 | 520 | 630 |" in md
+
+
+def test_others_share_is_the_worst_run():
+    runs = [bench.WrkResult("s", "e", 8, 1, 1, 1, 0, 1, cpu_us={"gunicorn": 90, "rest": 10}),
+            bench.WrkResult("s", "e", 64, 1, 1, 1, 0, 1, cpu_us={"gunicorn": 75, "rest": 25}),
+            bench.WrkResult("s", "e", 64, 1, 1, 1, 0, 1)]
+    assert bench.others_share(runs) == 0.25
+    assert bench.others_share(runs[2:]) is None

@@ -123,5 +123,6 @@ def test_form_request_is_logged_by_nginx_with_its_id(sandbox, base_url):
     rid = f"form-{uuid.uuid4().hex}"
     r = requests.get(f"{base_url}/", headers={"X-Request-ID": rid}, timeout=10)
     assert r.status_code == 200
+    assert echoed_id(r) == rid
     # No upstream for a static file: the request time only (urt=-).
     assert_in_nginx_log(sandbox, rid, "GET / ", 200, upstream=False)
