@@ -34,6 +34,8 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[2] / "tests"))
+import harness  # noqa: E402  (the tests' helpers: one wait for a healthy stack, shared)
 import pngchart  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -433,15 +435,10 @@ def service_memory(container: str, unit: str, stack: str, preload: bool) -> Memo
 
 
 def wait_healthy(url: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/api/health", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise BenchError(f"{url}/api/health did not answer 200 within {timeout:.0f} s")
+    try:
+        harness.wait_healthy(url, timeout)
+    except AssertionError as exc:
+        raise BenchError(f"{exc} (/api/health did not answer 200)") from None
 
 
 def check_predict(url: str, texts: list[str]) -> None:
@@ -565,8 +562,8 @@ def load_bench(args, boxes: Containers, workdir: Path) -> dict:
     log(f"mix: {len(mix)} descriptions from {DATA.relative_to(ROOT)} (of {len(texts)} usable), "
         f"mean {statistics.mean(len(t) for t in mix):.0f} chars")
 
-    # site.yml's default: one worker per CPU, at least 2 (the containers see all the host's CPUs).
-    workers = max(os.cpu_count() or 1, 2)
+    # site.yml's default: one worker per CPU plus one (the containers see all the host's CPUs).
+    workers = (os.cpu_count() or 1) + 1
     alt = args.alt_workers if args.alt_workers is not None else (4 if workers != 4 else 2)
     ours, course, other = PREFIX + "load", PREFIX + "course", PREFIX + "alt"
     boxes_ports = [(ours, PORT_BASE + 1), (course, PORT_BASE + 2)] + ([(other, PORT_BASE + 3)] if alt else [])

@@ -147,3 +147,12 @@ def test_others_share_is_the_worst_run():
             bench.WrkResult("s", "e", 64, 1, 1, 1, 0, 1)]
     assert bench.others_share(runs) == 0.25
     assert bench.others_share(runs[2:]) is None
+
+
+def test_wait_healthy_names_the_stack_that_never_answered():
+    import socket
+    with socket.socket() as s:  # a loopback port free a moment ago
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    with pytest.raises(bench.BenchError, match=f"{url} not healthy after 1 s"):
+        bench.wait_healthy(url, timeout=1)
