@@ -162,6 +162,7 @@ class PlaybookRun:
     log: Path
     controller_cpu: float = 0.0  # ansible-playbook and what it ran (docker CLI), user+sys
     hosts_cpu: float | None = None  # the containers' cgroups, None where not readable
+    machine_cpu: float = 0.0  # the whole machine's busy CPU over the run (/proc/stat)
 
     @property
     def changed(self) -> int:
@@ -297,12 +298,12 @@ def run_playbook(inventory: Path, label: str, extra: list[str] | None = None,
                 "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
                 "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "all", **(env or {})}
     argv = [str(ANSIBLE_PLAYBOOK), "-i", str(inventory), str(PLAYBOOK), *DEPLOY_VARS, *(extra or [])]
-    hosts_before, cpu_before = container_cpu(hosts or []), children_cpu()
+    hosts_before, cpu_before, machine_before = container_cpu(hosts or []), children_cpu(), machine_cpu()[0]
     started = time.monotonic()
     with logfile.open("w") as out:
         rc = subprocess.run(argv, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT).returncode
     seconds = time.monotonic() - started
-    controller = children_cpu() - cpu_before
+    controller, machine = children_cpu() - cpu_before, machine_cpu()[0] - machine_before
     hosts_after = container_cpu(hosts or [])
     hosts_cpu = hosts_after - hosts_before if hosts and None not in (hosts_before, hosts_after) else None
     text = logfile.read_text(errors="replace")
@@ -316,7 +317,7 @@ def run_playbook(inventory: Path, label: str, extra: list[str] | None = None,
         elif m := _TASK.match(line.strip()):
             tasks.append((m.group(1).strip(), float(m.group(2))))
     tasks = task_times(text) or sorted(tasks, key=lambda t: -t[1])
-    return PlaybookRun(seconds, recap, tasks, logfile, controller, hosts_cpu)
+    return PlaybookRun(seconds, recap, tasks, logfile, controller, hosts_cpu, machine)
 
 
 # ---------------------------------------------------------------- data
@@ -760,7 +761,11 @@ def deploy_bench(args, boxes: Containers, workdir: Path) -> dict:
         cpu = f"controller CPU {r.controller_cpu:5.1f} s" + (
             f", hosts CPU {r.hosts_cpu:5.1f} s" if r.hosts_cpu is not None else "")
         out["runs"].append({"label": label, "hosts": len(hosts), "seconds": r.seconds, "changed": r.changed,
-                            "controller_cpu": r.controller_cpu, "hosts_cpu": r.hosts_cpu})
+                            "controller_cpu": r.controller_cpu, "hosts_cpu": r.hosts_cpu,
+                            # Busy time neither ansible-playbook nor the hosts account for: dockerd,
+                            # containerd, other work on the machine.
+                            "others_share": (r.machine_cpu - r.controller_cpu - (r.hosts_cpu or 0))
+                            / r.machine_cpu if r.machine_cpu > 0 else None})
         print(f"    {label:<44} {r.seconds:6.1f} s  changed={r.changed:<3} {cpu}", flush=True)
         return r
 
@@ -896,7 +901,10 @@ def others_share(results: list[WrkResult]) -> float | None:
     return max(shares) if shares else None
 
 
-def write_doc(section: str, stamp: dict, args, body: list[str], others: float | None = None) -> None:
+def write_doc(section: str, stamp: dict, args, body: list[str], others: float | None = None,
+              others_what: str = "", others_limit: float = 0.10) -> None:
+    """others: the largest share of the machine's busy CPU that went to others_what during the
+    measured runs; above others_limit the section says the machine was busy."""
     text = DOC_MD.read_text() if DOC_MD.exists() else DOC_HEADER
     command = " ".join(["scripts/bench", *(shlex.quote(a) for a in sys.argv[1:])])
     head = [f"## {'Load' if section == 'load' else 'Deploy speed'}", "",
@@ -906,9 +914,8 @@ def write_doc(section: str, stamp: dict, args, body: list[str], others: float | 
     if others is not None:
         # Measured during the runs themselves, unlike the load average, which still counts the
         # bench's own deploys of the minute before.
-        head += [f"CPU taken by anything but the stack and wrk during the wrk runs: at most {others:.0%} "
-                 "of the machine's busy time.", ""]
-        busy = others > 0.10
+        head += [f"CPU taken by {others_what}: at most {others:.0%} of the machine's busy time.", ""]
+        busy = others > others_limit
     else:
         busy = float(stamp["load"]) > 0.5 * (stamp["cpus"] or 1)
     if busy:
@@ -977,7 +984,8 @@ def main(argv: list[str]) -> int:
                           "workers, --preload, unix socket) but nginx's per-client rate limit off "
                           "(`classifier_web_rate_limit: 0`: all the load comes from one address). "
                           "Chart: [benchmark.png](benchmark.png).", ""] + md
-                    write_doc("load", stamp, args, md, others_share(data["results"]))
+                    write_doc("load", stamp, args, md, others_share(data["results"]),
+                              "anything but the stack and wrk during the wrk runs")
                     load_chart(data, DOC_PNG, f"{stamp['date']}  commit {stamp['commit']}  {stamp['cpus']} CPUs")
             if args.mode in ("deploy", "all"):
                 data = deploy_bench(args, boxes, workdir)
@@ -989,7 +997,13 @@ def main(argv: list[str]) -> int:
                 for name, s in data["top_1"][:8]:
                     print(f"      {s:6.2f} s  {name}")
                 if args.write:
-                    write_doc("deploy", stamp, args, md)
+                    shares = [r["others_share"] for r in data["runs"]
+                              if r.get("others_share") is not None and "no-op" in r["label"]]
+                    # dockerd and containerd run every docker exec of the connection: their part
+                    # is work of the runs, so the bar is higher than the load bench's.
+                    write_doc("deploy", stamp, args, md, max(shares) if shares else None,
+                              "neither ansible-playbook nor the hosts (dockerd, containerd, anything "
+                              "else) during the no-op runs", 0.35)
             if args.write:
                 log(f"wrote {DOC_MD.relative_to(ROOT)}"
                     + (f" and {DOC_PNG.relative_to(ROOT)}" if args.mode != "deploy" else ""))
