@@ -203,8 +203,9 @@ def _api_error(exc: ApiError) -> tuple[Response, int]:
 
 def _http_error(exc: HTTPException) -> Response:
     status = exc.code or 500
-    _log_as("rejected", f"erro={_HTTP_MESSAGES.get(status, exc.name)}")
-    response = jsonify(_error_body(status, _HTTP_MESSAGES.get(status, exc.name)))
+    message = _HTTP_MESSAGES.get(status, exc.name)
+    _log_as("rejected", f"erro={message}")
+    response = jsonify(_error_body(status, message))
     response.status_code = status
     # Keep werkzeug's extra headers, e.g. Allow on a 405.
     response.headers.extend((k, v) for k, v in exc.get_headers() if k.lower() != "content-type")

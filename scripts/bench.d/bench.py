@@ -211,10 +211,7 @@ def container_cpu(names: list[str]) -> float | None:
                 text = Path(path).read_text()
             except OSError:
                 continue
-            if path.endswith("cpuacct.usage"):
-                total += int(text) / 1e9
-            else:
-                total += int(re.search(r"^usage_usec (\d+)", text, re.M).group(1)) / 1e6
+            total += int(text) / 1e9 if path.endswith("cpuacct.usage") else usage_seconds(text)
             break
         else:
             return None
@@ -240,13 +237,14 @@ def unit_cgroups(container: str, units: dict[str, str]) -> dict[str, Path]:
     return {}
 
 
+def usage_seconds(cpu_stat: str) -> float:
+    """The CPU seconds a cgroup v2 cpu.stat reports."""
+    return int(re.search(r"^usage_usec (\d+)", cpu_stat, re.M).group(1)) / 1e6
+
+
 def cgroup_cpu(paths: dict[str, Path]) -> dict[str, float]:
     """CPU seconds used so far by each cgroup."""
-    out = {}
-    for part, path in paths.items():
-        text = (path / "cpu.stat").read_text()
-        out[part] = int(re.search(r"^usage_usec (\d+)", text, re.M).group(1)) / 1e6
-    return out
+    return {part: usage_seconds((path / "cpu.stat").read_text()) for part, path in paths.items()}
 
 
 def proxy_pids(port: int) -> list[int]:
