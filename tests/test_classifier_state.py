@@ -94,3 +94,58 @@ def test_answers():
         free = s.getsockname()[1]
     [found] = state._answers([{"url": f"http://127.0.0.1:{free}/"}])
     assert found.startswith(f"GET http://127.0.0.1:{free}/: no answer (")
+
+
+def test_packages_in_one_query():
+    """dpkg knows bash on any Debian; a name it does not know is reported, not an error."""
+    assert list(state._packages(["bash"])) == []
+    assert list(state._packages(["bash", "no-such-package-here"])) == ["package no-such-package-here: not installed"]
+
+
+def test_answer_and_unknown_checks(tmp_path):
+    """What the action plugin gets back: drift per group, or a failure naming the unknown check."""
+    (tmp_path / "conf").write_text("x\n")
+    answer = state.answer({"groups": {"here": {"files": [{"path": str(tmp_path / "conf")}]},
+                                      "gone": {"files": [{"path": str(tmp_path / "gone")}]}}})
+    assert answer == {"changed": False, "drift": {"here": [], "gone": [f"{tmp_path / 'gone'}: missing"]}}
+    assert "ansible_facts" not in answer
+    failed = state.answer({"groups": {"site": {"file": []}}})
+    assert failed["failed"] is True and "group site: unknown checks ['file']" in failed["msg"]
+
+
+def test_platform():
+    """The fact that replaces the setup module: the same Python, C library and architecture the
+    build keys its wheels by."""
+    import sys
+
+    found = state.answer({"platform": True})["ansible_facts"]["classifier_platform"]
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    glibc = os.confstr("CS_GNU_LIBC_VERSION").split()[-1]
+    assert found["python"] == python and found["python_executable"] == sys.executable
+    assert found["glibc"] == glibc and found["architecture"] == os.uname().machine
+    assert found["key"] == f"cp{python.replace('.', '')}-glibc{glibc}-{os.uname().machine}"
+    assert isinstance(found["ipv6"], bool)
+
+
+def test_default_ipv4_is_the_default_routes_interface():
+    """Compared with iproute2's own answer for the default route's device, where this machine
+    has both (Ansible's setup reads it the same way)."""
+    import ipaddress
+    import json
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if shutil.which("ip") is None:
+        pytest.skip("no iproute2 here")
+    routes = json.loads(subprocess.run(["ip", "-j", "-4", "route", "show", "default"], capture_output=True,
+                                       text=True, check=True).stdout or "[]")
+    if not routes:
+        assert state._default_ipv4() == ""
+        return
+    addresses = json.loads(subprocess.run(["ip", "-j", "-4", "addr", "show", "dev", routes[0]["dev"]],
+                                          capture_output=True, text=True, check=True).stdout)
+    first = addresses[0]["addr_info"][0]["local"]
+    assert state._default_ipv4() == first
+    ipaddress.IPv4Address(first)

@@ -34,6 +34,6 @@ def test_documented_defaults_are_the_real_ones():
         defaults_file = role / "defaults" / "main.yml"
         defaults = yaml.safe_load(defaults_file.read_text()) if defaults_file.exists() else {}
         declared = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())
-        for name, option in declared["argument_specs"]["main"].get("options", {}).items():
+        for name, option in declared["argument_specs"].get("main", {}).get("options", {}).items():
             if "default" in option:
                 assert defaults.get(name) == option["default"], f"{role.name}: {name}"

@@ -1,6 +1,14 @@
-#!/usr/bin/python
+#!/usr/bin/python3
 # -*- coding: utf-8 -*-
-"""Ansible module classifier_state: compares a host with the state the roles manage, in one run."""
+"""classifier_state: compares a host with the state the roles manage, in one run.
+
+This file is what runs on the host, and the documentation of the task. The action plugin of the
+same name (action_plugins/classifier_state.py) sends this source to the host's Python in one
+command with the request on stdin, and reads one JSON answer from stdout. It imports nothing
+but the standard library: a regular module run starts AnsiballZ and compiles
+ansible.module_utils on the host every time (about 0.3 CPU-s on a small host, the largest part
+of what a re-run with nothing to change costs each host); this costs a bare Python start.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +19,26 @@ description:
   - Reads, never changes. Each named group of checks lists what the host should have (files by
     checksum, owner and mode; directories; symlinks; systemd units enabled and active; Debian
     packages installed; users and groups; commands that must succeed; at most so many paths
-    matching a glob; URLs that must answer a status). The module answers, per group, the list of
+    matching a glob; URLs that must answer a status). The task answers, per group, the list of
     differences.
   - The roles run it first and skip the tasks of a group that has none, so that a re-run with
-    nothing to change costs one module run per host instead of one per task.
+    nothing to change costs one run per host instead of one per task.
+  - With O(platform), it also reads what the roles need to know of the host (Python,
+    C library, architecture, default IPv4 address, IPv6) into the fact C(classifier_platform),
+    instead of a run of the setup module.
+  - Runs through an action plugin, as one command of the host's Python (no module transfer);
+    supports check mode (it changes nothing either way).
 options:
   groups:
     description: >-
       Group name to its checks (keys files, directories, links, units, packages, users, groups,
       succeeds, at_most, answers).
     type: dict
-    required: true
+    default: {}
+  platform:
+    description: Also set the fact C(classifier_platform).
+    type: bool
+    default: false
 author: product-classifier developers
 """
 
@@ -43,6 +60,10 @@ EXAMPLES = r"""
         answers:
           - {url: "http://127.0.0.1/api/health", status: 200}
   register: state
+
+- name: Read the host's platform
+  classifier_state:
+    platform: true
 """
 
 RETURN = r"""
@@ -50,20 +71,36 @@ drift:
   description: Group name to the list of differences found (empty when the host matches).
   type: dict
   returned: always
+ansible_facts:
+  description: >-
+    With O(platform): C(classifier_platform) with C(python) (major.minor), C(python_executable),
+    C(glibc), C(architecture), C(key) (the wheel platform, e.g. cp311-glibc2.36-x86_64),
+    C(default_ipv4) (the address of the default route's interface, empty without one) and
+    C(ipv6) (the host has an IPv6 address other than ::1).
+  type: dict
+  returned: when platform is true
 """
 
 import glob
 import grp
 import hashlib
+import json
 import os
 import pwd
 import shutil
 import stat
 import subprocess
+import sys
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.six.moves.urllib.error import HTTPError
-from ansible.module_utils.urls import open_url
+KNOWN = frozenset({"files", "directories", "links", "units", "packages", "users", "groups", "succeeds",
+                   "at_most", "answers"})
+
+
+def _run(argv):
+    """rc, stdout, stderr of a command, in the C locale (the output is parsed)."""
+    done = subprocess.run(argv, capture_output=True, text=True, errors="replace",
+                          env={**os.environ, "LC_ALL": "C"}, check=False)
+    return done.returncode, done.stdout, done.stderr
 
 
 def _owner(st):
@@ -134,12 +171,11 @@ def _links(items):
             yield f"{path}: points at {os.readlink(path)}, not {want['target']}"
 
 
-def _units(module, items):
+def _units(items):
     if not items:
         return
     names = [item["name"] for item in items]
-    rc, out, err = module.run_command(
-        ["systemctl", "show", "--property=Id,UnitFileState,ActiveState", *names])
+    rc, out, err = _run(["systemctl", "show", "--property=Id,UnitFileState,ActiveState", *names])
     if rc != 0:
         yield f"systemctl show failed: {err.strip()}"
         return
@@ -152,10 +188,14 @@ def _units(module, items):
             yield f"{item['name']}: not active ({props.get('ActiveState')})"
 
 
-def _packages(module, names):
+def _packages(names):
+    if not names:
+        return
+    # One dpkg-query for all of them; a name dpkg does not know is left out of its output.
+    _, out, _ = _run(["dpkg-query", "-W", "-f=${Package} ${db:Status-Abbrev}\n", *names])
+    installed = {line.split()[0] for line in out.splitlines() if line.split()[1:2] == ["ii"]}
     for name in names:
-        rc, out, _ = module.run_command(["dpkg-query", "-W", "-f=${db:Status-Abbrev}", name])
-        if rc != 0 or not out.startswith("ii"):
+        if name not in installed:
             yield f"package {name}: not installed"
 
 
@@ -185,12 +225,12 @@ def _groups(names):
             yield f"group {name}: missing"
 
 
-def _succeeds(module, commands):
+def _succeeds(commands):
     for argv in commands:
         if shutil.which(argv[0]) is None:
             yield f"`{argv[0]}` not found"
             continue
-        rc, out, err = module.run_command(argv)
+        rc, out, err = _run(argv)
         if rc != 0:
             last = (err.strip() or out.strip()).splitlines()[-1:] or [""]
             yield f"`{' '.join(argv)}` fails: {last[0]}"
@@ -203,16 +243,35 @@ def _at_most(items):
             yield f"{count} paths match {want['glob']}, more than {want['count']}"
 
 
+def _status(url):
+    """The status of one GET, redirects not followed. Certificates are not verified: a local
+    check, and the certificate names the public host."""
+    import http.client  # only the web role asks: not paid by the others
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        import ssl
+
+        connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=5,
+                                                 context=ssl._create_unverified_context())
+    elif parts.scheme == "http":
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+    else:
+        raise ValueError(f"unsupported scheme {parts.scheme!r}")
+    try:
+        connection.request("GET", parts.path + (f"?{parts.query}" if parts.query else "") or "/")
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
 def _answers(items):
-    """GET each URL from the host itself, once (no retries: the plan only reports). Certificates
-    are not verified: a local check, and the certificate names the public host."""
+    """GET each URL from the host itself, once (no retries: the plan only reports)."""
     for want in items:
         status = int(want.get("status", 200))
         try:
-            found = open_url(want["url"], method="GET", validate_certs=False, timeout=5,
-                             follow_redirects="none").getcode()
-        except HTTPError as exc:
-            found = exc.code
+            found = _status(want["url"])
         except Exception as exc:  # refused, timed out, TLS: all mean "not answering"
             yield f"GET {want['url']}: no answer ({exc})"
             continue
@@ -220,36 +279,79 @@ def _answers(items):
             yield f"GET {want['url']}: status {found}, not {status}"
 
 
-def check(module, checks):
+def check(checks):
     found = []
-    found += _packages(module, checks.get("packages") or [])
+    found += _packages(checks.get("packages") or [])
     found += _groups(checks.get("groups") or [])
     found += _users(checks.get("users") or [])
     found += _directories(checks.get("directories") or [])
     found += _files(checks.get("files") or [])
     found += _links(checks.get("links") or [])
-    found += _units(module, checks.get("units") or [])
-    found += _succeeds(module, checks.get("succeeds") or [])
+    found += _units(checks.get("units") or [])
+    found += _succeeds(checks.get("succeeds") or [])
     found += _at_most(checks.get("at_most") or [])
     found += _answers(checks.get("answers") or [])
     return found
 
 
-KNOWN = {"files", "directories", "links", "units", "packages", "users", "groups", "succeeds", "at_most",
-         "answers"}
+def _default_ipv4():
+    """The address of the interface the default IPv4 route leaves by ('' without one), read
+    from /proc and the interface: no route lookup towards any outside address."""
+    import fcntl
+    import socket
+    import struct
+
+    try:
+        with open("/proc/net/route", encoding="ascii") as routes:
+            for line in routes.readlines()[1:]:
+                fields = line.split()
+                # Destination 0.0.0.0 with the route up (RTF_UP): the default route.
+                if len(fields) > 3 and fields[1] == "00000000" and int(fields[3], 16) & 1:
+                    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                        request = struct.pack("256s", fields[0][:15].encode())
+                        return socket.inet_ntoa(fcntl.ioctl(s.fileno(), 0x8915, request)[20:24])  # SIOCGIFADDR
+    except OSError:
+        pass
+    return ""
 
 
-def main():
-    module = AnsibleModule(argument_spec={"groups": {"type": "dict", "required": True}},
-                           supports_check_mode=True)
-    drift = {}
-    for name, checks in module.params["groups"].items():
+def _has_ipv6():
+    """An IPv6 address other than ::1 (nginx cannot listen on [::] without IPv6 at all)."""
+    try:
+        with open("/proc/net/if_inet6", encoding="ascii") as addresses:
+            return any(line.split()[0] != "0" * 31 + "1" for line in addresses if line.strip())
+    except OSError:
+        return False
+
+
+def platform():
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    glibc = (os.confstr("CS_GNU_LIBC_VERSION") or "glibc unknown").split()[-1]
+    arch = os.uname().machine
+    return {
+        "python": python,
+        "python_executable": sys.executable,
+        "glibc": glibc,
+        "architecture": arch,
+        # Names the wheel and bundle directories of the build, e.g. cp311-glibc2.36-x86_64.
+        "key": f"cp{python.replace('.', '')}-glibc{glibc}-{arch}",
+        "default_ipv4": _default_ipv4(),
+        "ipv6": _has_ipv6(),
+    }
+
+
+def answer(request):
+    """The request as the action plugin sends it: {"groups": {...}, "platform": bool}."""
+    groups = request.get("groups") or {}
+    for name, checks in groups.items():
         unknown = set(checks or {}) - KNOWN
         if unknown:
-            module.fail_json(msg=f"group {name}: unknown checks {sorted(unknown)}; known: {sorted(KNOWN)}")
-        drift[name] = check(module, checks or {})
-    module.exit_json(changed=False, drift=drift)
+            return {"failed": True, "msg": f"group {name}: unknown checks {sorted(unknown)}; known: {sorted(KNOWN)}"}
+    result = {"changed": False, "drift": {name: check(checks or {}) for name, checks in groups.items()}}
+    if request.get("platform"):
+        result["ansible_facts"] = {"classifier_platform": platform()}
+    return result
 
 
 if __name__ == "__main__":
-    main()
+    json.dump(answer(json.load(sys.stdin)), sys.stdout)
