@@ -810,10 +810,10 @@ def deploy_bench(args, boxes: Containers, workdir: Path) -> dict:
 
 
 def by_role(tasks: list[tuple[str, float]]) -> list[tuple[str, float]]:
-    # profile_tasks names a role's task "role : task"; the rest is play-level (facts included).
+    # profile_tasks names a role's task "role : task"; the rest is play-level.
     totals: dict[str, float] = {}
     for name, seconds in tasks:
-        role = name.split(" : ", 1)[0] if " : " in name else "plays (facts, checks)"
+        role = name.split(" : ", 1)[0] if " : " in name else "plays (outside roles)"
         totals[role] = totals.get(role, 0.0) + seconds
     return sorted(totals.items(), key=lambda t: -t[1])
 
