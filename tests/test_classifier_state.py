@@ -1,4 +1,4 @@
-"""roles/classifier_state/library/classifier_state.py: each kind of check finds its difference,
+"""roles/classifier_state (library/ and action_plugins/): each kind of check finds its difference,
 and finds none where the host matches (the roles skip their tasks on an empty answer)."""
 from __future__ import annotations
 
@@ -149,3 +149,43 @@ def test_default_ipv4_is_the_default_routes_interface():
     first = addresses[0]["addr_info"][0]["local"]
     assert state._default_ipv4() == first
     ipaddress.IPv4Address(first)
+
+
+def test_action_plugin_through_ansible(tmp_path):
+    """The action as the roles run it: ansible-playbook on this machine (connection local), the
+    role's plugins loaded by the play. Drift, the platform fact, check mode, the inventory's
+    interpreter, and a clear failure for a check it does not know."""
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "conf").write_text("x\n")
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(f"""
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  roles: [classifier_state]
+  tasks:
+    - classifier_state:
+        platform: true
+        groups:
+          here: {{files: [{{path: "{tmp_path / 'conf'}"}}]}}
+          gone: {{files: [{{path: "{tmp_path / 'gone'}"}}]}}
+    - classifier_state:
+        groups: {{site: {{file: []}}}}
+""")
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+           "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
+    playbook_bin = str(Path(sys.executable).with_name("ansible-playbook"))
+    for extra in ([], ["--check"], ["-e", f"ansible_python_interpreter={sys.executable}"]):
+        run = subprocess.run([playbook_bin, "-i", "localhost,", str(playbook), *extra], capture_output=True,
+                             text=True, env=env, cwd=tmp_path)
+        assert run.returncode == 2, run.stdout + run.stderr  # the second task fails, as it should
+        first, second = (task["hosts"]["localhost"] for task in json.loads(run.stdout)["plays"][0]["tasks"])
+        assert first["drift"] == {"here": [], "gone": [f"{tmp_path / 'gone'}: missing"]}
+        platform = first["ansible_facts"]["classifier_platform"]
+        assert platform["key"].startswith("cp3")
+        if extra[:1] == ["-e"]:
+            assert platform["python_executable"] == sys.executable
+        assert second["failed"] and "group site: unknown checks ['file']" in second["msg"]
