@@ -17,6 +17,8 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
 SOURCE = Path(__file__).resolve().parent.parent / "library" / "classifier_state.py"
+# Read once, when Ansible loads the plugin, not for every host and task.
+PROGRAM = SOURCE.read_text(encoding="utf-8")
 ARGUMENT_SPEC = {
     "groups": {"type": "dict", "default": {}},
     "platform": {"type": "bool", "default": False},
@@ -46,7 +48,7 @@ class ActionModule(ActionBase):
         _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         request = json.dumps({"groups": args["groups"], "platform": args["platform"]}).encode()
         python = self._python(task_vars)
-        command = f"{shlex.quote(python)} -c {shlex.quote(SOURCE.read_text(encoding='utf-8'))}"
+        command = f"{shlex.quote(python)} -c {shlex.quote(PROGRAM)}"
         ran = self._low_level_execute_command(command, in_data=request, sudoable=True)
         if ran["rc"] != 0:
             raise AnsibleActionFail(
