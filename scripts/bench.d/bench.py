@@ -2,7 +2,8 @@
 
   load    deploy site.yml into a bench container, drive it with wrk from the controller, compare
           with a trivial endpoint (the ceiling) and with the course's set-up (4 sync workers on TCP,
-          no --preload), time a batch, compare worker counts; writes docs/benchmark.{md,png}
+          no --preload), time a batch, compare worker counts and text lengths; writes
+          docs/benchmark.{md,png}
   deploy  time a no-op re-run of site.yml on 1 converged host, then on N (default 10)
   all     both
 
@@ -51,6 +52,7 @@ LOG_DIR = ROOT / ".cache" / "bench"  # playbook logs of the last run, for a look
 PREFIX = "classifier-bench-"
 PORT_BASE = int(os.environ.get("BENCH_PORT_BASE", "18200"))
 IMAGE = os.environ.get("BENCH_IMAGE", "classifier-systemd:bookworm")
+SHORT = "predict, product names"  # case e
 MAX_CHARS = 20_000  # the deployed default of classifier_app_max_description_chars
 CURRENT = "/opt/classifier/current"
 COURSE_UNIT = "classifier-course"
@@ -321,11 +323,15 @@ def run_playbook(inventory: Path, label: str, extra: list[str] | None = None,
 # ---------------------------------------------------------------- data
 
 
-def descriptions() -> list[str]:
-    """Every usable description, in a fixed order: by sha256, so the same on every machine."""
+def descriptions(column: str = "descricao") -> list[str]:
+    """Every usable text of a column, in a fixed order: by sha256, so the same on every machine.
+
+    ``descricao`` is the data set's description (mean ~1.2 kB); ``nome`` is the product's name,
+    the length of what a person types into the form (mean ~50 characters).
+    """
     with DATA.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f, delimiter=";"))
-    texts = {(r.get("descricao") or "").strip() for r in rows if (r.get("categoria") or "").strip()}
+    texts = {(r.get(column) or "").strip() for r in rows if (r.get("categoria") or "").strip()}
     usable = [t for t in texts if t and len(t) <= MAX_CHARS]
     return sorted(usable, key=lambda t: hashlib.sha256(t.encode()).hexdigest())
 
@@ -352,7 +358,7 @@ class WrkResult:
     errors: int
     requests: int
     raw: dict = field(default_factory=dict)
-    case: str = ""  # a, b, c or d: the letters of the ratios
+    case: str = ""  # a to e: the letters of the ratios
     # CPU microseconds per request, by part (nginx, gunicorn, journald, wrk); empty if unreadable
     cpu_us: dict[str, float] = field(default_factory=dict)
 
@@ -558,8 +564,11 @@ def load_bench(args, boxes: Containers, workdir: Path) -> dict:
     texts = descriptions()
     mix = texts[:args.mix]
     bodies = write_bodies(workdir / "bodies.jsonl", mix)
+    names = descriptions("nome")[:args.mix]
+    short_bodies = write_bodies(workdir / "names.jsonl", names)
     log(f"mix: {len(mix)} descriptions from {DATA.relative_to(ROOT)} (of {len(texts)} usable), "
-        f"mean {statistics.mean(len(t) for t in mix):.0f} chars")
+        f"mean {statistics.mean(len(t) for t in mix):.0f} chars; for case e, {len(names)} product "
+        f"names, mean {statistics.mean(len(t) for t in names):.0f} chars")
 
     # site.yml's default: one worker per CPU plus one (the containers see all the host's CPUs).
     workers = (os.cpu_count() or 1) + 1
@@ -602,7 +611,9 @@ def load_bench(args, boxes: Containers, workdir: Path) -> dict:
     deployed = f"deployed, {workers} workers"
     predict, health = ("POST", "/api/predizer_categoria", bodies), ("GET", "/api/health", None)
     plan = [("a", deployed, "predict", ours, predict), ("b", deployed, "health (ceiling)", ours, health),
-            ("c", COURSE, "predict", course, predict)]
+            ("c", COURSE, "predict", course, predict),
+            # The same endpoint with form-length texts: what the length of a description costs.
+            ("e", deployed, SHORT, ours, ("POST", "/api/predizer_categoria", short_bodies))]
     if alt:
         plan.append(("d", f"deployed, {alt} workers", "predict", other, predict))
     d, c_list = args.duration, args.connections
@@ -672,6 +683,13 @@ def load_summary(data: dict) -> tuple[list[str], list[str]]:
         lines.append(f"CPU µs per request at {hi} connections, predict vs health: "
                      + ", ".join(f"{p} {a.cpu_us[p]:.0f} vs {b.cpu_us[p]:.0f}" for p in parts)
                      + f"; sum {sum(a.cpu_us[p] for p in parts):.0f} vs {sum(b.cpu_us[p] for p in parts):.0f}")
+    e = pick(res, dep, SHORT, hi)
+    if e and b:
+        lines.append(f"e/b at {hi} connections: {e.rps / b.rps:.3f} (predict with product names / health "
+                     f"req/s: {e.rps:.0f} / {b.rps:.0f})"
+                     + (f"; CPU µs per request, sum: a {sum(a.cpu_us.values()):.0f}, e "
+                        f"{sum(e.cpu_us.values()):.0f}, b {sum(b.cpu_us.values()):.0f}"
+                        if a and a.cpu_us and e.cpu_us and b.cpu_us else ""))
     if a and c:
         lines.append(f"a/c at {hi} connections: {a.rps / c.rps:.2f} (deployed / course req/s: "
                      f"{a.rps:.0f} / {c.rps:.0f})")
@@ -978,7 +996,8 @@ def main(argv: list[str]) -> int:
                 log("load results")
                 print("\n".join(f"    {line}" for line in lines))
                 if args.write:
-                    md = [f"{data['mix']} descriptions from app/data/produtos.csv cycled by wrk; -t{data['threads']}, "
+                    md = [f"{data['mix']} descriptions from app/data/produtos.csv cycled by wrk (case e: as many "
+                          "product names, the length of what the form sends); -t{data['threads']}, "
                           f"{data['duration']} s per run, {data['rounds']} round(s) alternating the stacks (medians), "
                           f"after a {data['warmup']} s warm-up. Deployed with site.yml's defaults ({data['workers']} "
                           "workers, --preload, unix socket) but nginx's per-client rate limit off "

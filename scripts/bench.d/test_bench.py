@@ -156,3 +156,19 @@ def test_wait_healthy_names_the_stack_that_never_answered():
         url = f"http://127.0.0.1:{s.getsockname()[1]}"
     with pytest.raises(bench.BenchError, match=f"{url} not healthy after 1 s"):
         bench.wait_healthy(url, timeout=1)
+
+
+def test_the_cost_of_a_description_s_length_is_a_ratio_to_the_ceiling():
+    cpu = {"nginx": 100, "gunicorn": 300}
+    res = [bench.WrkResult("deployed, 2 workers", "predict", 64, 2000, 30, 45, 0, 30000, case="a",
+                           cpu_us={"nginx": 120, "gunicorn": 500}),
+           bench.WrkResult("deployed, 2 workers", "health (ceiling)", 64, 3000, 20, 30, 0, 45000, case="b",
+                           cpu_us=cpu),
+           bench.WrkResult("deployed, 2 workers", bench.SHORT, 64, 2700, 20, 30, 0, 40000, case="e",
+                           cpu_us={"nginx": 105, "gunicorn": 340})]
+    data = {"results": res, "memory": [], "deployed": "deployed, 2 workers", "connections": [64],
+            "alt": 0, "batch": {}, "workers": 2}
+    lines, _ = bench.load_summary(data)
+    assert "e/b at 64 connections: 0.900 (predict with product names / health req/s: 2700 / 3000); " \
+           "CPU µs per request, sum: a 620, e 445, b 400" in lines
+    assert not any(line.startswith("e/b") for line in bench.load_summary({**data, "results": res[:2]})[0])
