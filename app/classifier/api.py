@@ -10,9 +10,10 @@
 Every error the app returns, Flask's own included, is
 ``{"erro": "<message>", "status": <int>}``:
 
-- 400: body is not valid UTF-8 or not valid JSON, JSON is not an object, ``descricao``
-  missing, not a string, or blank; ``descricoes`` missing, not a list, empty, or an
-  element not a string or blank (the message names the element, ``descricoes[3]``);
+- 400: body shorter than its ``Content-Length``, not valid UTF-8 or not valid JSON, JSON
+  is not an object, ``descricao`` missing, not a string, or blank; ``descricoes`` missing,
+  not a list, empty, or an element not a string or blank (the message names the element,
+  ``descricoes[3]``);
 - 413: body larger than ``MAX_CONTENT_LENGTH``, a text longer than
   ``MAX_DESCRIPTION_CHARS`` characters, or more than ``MAX_BATCH_SIZE`` texts (all
   "too large", hence one status);
@@ -49,6 +50,8 @@ EXTENSION_KEY = "classifier.model"
 OPENAPI_KEY = "classifier.openapi"  # the served document, bytes
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+# Content-Type values accepted as they are, without werkzeug's header parser.
+_PLAIN_JSON = frozenset({"application/json", "application/json; charset=utf-8"})
 
 # Portuguese messages for the errors Flask/werkzeug raise on their own.
 _HTTP_MESSAGES = {
@@ -77,16 +80,10 @@ def _model() -> Model:
 
 
 def _read_json_object() -> dict[str, Any]:
-    if request.mimetype != "application/json":
-        raise ApiError(415, "Content-Type deve ser application/json")
-    charset = request.mimetype_params.get("charset", "utf-8").lower()
-    if charset not in ("utf-8", "utf8"):
-        raise ApiError(415, f"charset {charset!r} não suportado; use utf-8")
-    raw = request.get_data(cache=False)  # werkzeug: 413 if Content-Length is over the limit
-    limit = request.max_content_length
-    if request.content_length is None and limit is not None and len(raw) >= limit:
-        # A body without Content-Length (chunked) is silently cut at the limit instead.
-        raise RequestEntityTooLarge()
+    # The spelling nearly every client sends needs no parsing.
+    if request.environ.get("CONTENT_TYPE") not in _PLAIN_JSON:
+        _check_content_type()
+    raw = _read_body()
     try:
         body = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -96,6 +93,31 @@ def _read_json_object() -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, "o corpo JSON deve ser um objeto")
     return body
+
+
+def _check_content_type() -> None:
+    if request.mimetype != "application/json":
+        raise ApiError(415, "Content-Type deve ser application/json")
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise ApiError(415, f"charset {charset!r} não suportado; use utf-8")
+
+
+def _read_body() -> bytes:
+    length = request.content_length
+    limit = request.max_content_length
+    if length is not None and (limit is None or length <= limit):
+        # A declared length within the limit: one read of the server's stream instead of
+        # werkzeug's wrapper, which reads in chunks (12 µs less per predict, docs/benchmark.md).
+        raw = request.environ["wsgi.input"].read(length)
+        if len(raw) != length:
+            raise ApiError(400, "corpo da requisição incompleto")
+        return raw
+    raw = request.get_data(cache=False)  # werkzeug: 413 if Content-Length is over the limit
+    if length is None and limit is not None and len(raw) >= limit:
+        # A body without Content-Length (chunked) is silently cut at the limit instead.
+        raise RequestEntityTooLarge()
+    return raw
 
 
 def _check_text(text: Any, field: str, max_chars: int) -> str:

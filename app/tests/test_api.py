@@ -166,6 +166,33 @@ def test_chunked_body_too_large(app: Flask) -> None:
     _assert_error(_post_chunked(app, body), 413)
 
 
+def test_body_shorter_than_its_content_length(app: Flask) -> None:
+    """A client that stops sending mid-body gets a 400, not a parse of what arrived."""
+    body = json.dumps({"descricao": "Batom vermelho"}).encode()
+    environ = EnvironBuilder(
+        path=URL, method="POST", input_stream=io.BytesIO(body),
+        headers=[("Content-Type", "application/json")],
+    ).get_environ()
+    environ["CONTENT_LENGTH"] = str(len(body) + 10)
+    response = app.response_class.from_app(app, environ, buffered=True)
+    assert _assert_error(response, 400)["erro"] == "corpo da requisição incompleto"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/json;charset=utf8",
+    ],
+)
+def test_json_content_types_are_accepted(client: FlaskClient, content_type: str) -> None:
+    body = json.dumps({"descricao": "Batom vermelho"}).encode()
+    response = client.post(URL, data=body, headers={"Content-Type": content_type})
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+
 def test_limits_are_configurable(model_dir: Path) -> None:
     client = create_app({"MODEL_PATH": str(model_dir), "MAX_DESCRIPTION_CHARS": 10}).test_client()
     assert client.post(URL, json={"descricao": "batom rosa"}).status_code == 200
