@@ -128,14 +128,19 @@ def test_cpu_readers_count_what_is_spent(tmp_path):
     assert bench.unit_cgroups("no-such-container-here", {"nginx": "nginx.service"}) == {}
 
 
+def _result(endpoint: str, rps: float, case: str, cpu_us: dict) -> "bench.WrkResult":
+    return bench.WrkResult("deployed, 2 workers", endpoint, 64, rps, 20, 30, 0, 40000, case=case,
+                           cpu_us=cpu_us)
+
+
+def _summary(*results: "bench.WrkResult") -> tuple[list[str], list[str]]:
+    return bench.load_summary({"results": list(results), "memory": [], "deployed": "deployed, 2 workers",
+                               "connections": [64], "alt": 0, "batch": {}, "workers": 2})
+
+
 def test_cpu_breakdown_is_printed_and_tabled():
-    res = [bench.WrkResult("deployed, 2 workers", "predict", 64, 2000, 30, 45, 0, 30000, case="a",
-                           cpu_us={"nginx": 110, "gunicorn": 520}),
-           bench.WrkResult("deployed, 2 workers", "health (ceiling)", 64, 3000, 20, 30, 0, 45000, case="b",
-                           cpu_us={"nginx": 100, "gunicorn": 300})]
-    data = {"results": res, "memory": [], "deployed": "deployed, 2 workers", "connections": [64],
-            "alt": 0, "batch": {}, "workers": 2}
-    lines, md = bench.load_summary(data)
+    lines, md = _summary(_result("predict", 2000, "a", {"nginx": 110, "gunicorn": 520}),
+                         _result("health (ceiling)", 3000, "b", {"nginx": 100, "gunicorn": 300}))
     assert "CPU µs per request at 64 connections, predict vs health: nginx 110 vs 100, " \
            "gunicorn 520 vs 300; sum 630 vs 400" in lines
     assert "| a | predict | 64 | 110 | 520 | 630 |" in md
@@ -159,16 +164,9 @@ def test_wait_healthy_names_the_stack_that_never_answered():
 
 
 def test_the_cost_of_a_description_s_length_is_a_ratio_to_the_ceiling():
-    cpu = {"nginx": 100, "gunicorn": 300}
-    res = [bench.WrkResult("deployed, 2 workers", "predict", 64, 2000, 30, 45, 0, 30000, case="a",
-                           cpu_us={"nginx": 120, "gunicorn": 500}),
-           bench.WrkResult("deployed, 2 workers", "health (ceiling)", 64, 3000, 20, 30, 0, 45000, case="b",
-                           cpu_us=cpu),
-           bench.WrkResult("deployed, 2 workers", bench.SHORT, 64, 2700, 20, 30, 0, 40000, case="e",
-                           cpu_us={"nginx": 105, "gunicorn": 340})]
-    data = {"results": res, "memory": [], "deployed": "deployed, 2 workers", "connections": [64],
-            "alt": 0, "batch": {}, "workers": 2}
-    lines, _ = bench.load_summary(data)
+    a = _result("predict", 2000, "a", {"nginx": 120, "gunicorn": 500})
+    b = _result("health (ceiling)", 3000, "b", {"nginx": 100, "gunicorn": 300})
+    e = _result(bench.SHORT, 2700, "e", {"nginx": 105, "gunicorn": 340})
     assert "e/b at 64 connections: 0.900 (predict with product names / health req/s: 2700 / 3000); " \
-           "CPU µs per request, sum: a 620, e 445, b 400" in lines
-    assert not any(line.startswith("e/b") for line in bench.load_summary({**data, "results": res[:2]})[0])
+           "CPU µs per request, sum: a 620, e 445, b 400" in _summary(a, b, e)[0]
+    assert not any(line.startswith("e/b") for line in _summary(a, b)[0])
