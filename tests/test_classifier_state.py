@@ -5,9 +5,19 @@ from __future__ import annotations
 import grp
 import hashlib
 import importlib.util
+import ipaddress
+import json
 import os
 import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location(
@@ -66,10 +76,6 @@ def test_users_groups_and_counts(tmp_path):
 def test_answers():
     """A real HTTP server on a loopback port of this machine: each status as it comes, a port
     nothing listens on as no answer."""
-    import socket
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 (http.server's name)
             self.send_response(200 if self.path == "/health" else 502)
@@ -116,8 +122,6 @@ def test_answer_and_unknown_checks(tmp_path):
 def test_platform():
     """The fact that replaces the setup module: the same Python, C library and architecture the
     build keys its wheels by."""
-    import sys
-
     found = state.answer({"platform": True})["ansible_facts"]["classifier_platform"]
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     glibc = os.confstr("CS_GNU_LIBC_VERSION").split()[-1]
@@ -130,13 +134,6 @@ def test_platform():
 def test_default_ipv4_is_the_default_routes_interface():
     """Compared with iproute2's own answer for the default route's device, where this machine
     has both (Ansible's setup reads it the same way)."""
-    import ipaddress
-    import json
-    import shutil
-    import subprocess
-
-    import pytest
-
     if shutil.which("ip") is None:
         pytest.skip("no iproute2 here")
     routes = json.loads(subprocess.run(["ip", "-j", "-4", "route", "show", "default"], capture_output=True,
@@ -155,10 +152,6 @@ def test_action_plugin_through_ansible(tmp_path):
     """The action as the roles run it: ansible-playbook on this machine (connection local), the
     role's plugins loaded by the play. Drift, the platform fact, check mode, the inventory's
     interpreter, and a clear failure for a check it does not know."""
-    import json
-    import subprocess
-    import sys
-
     (tmp_path / "conf").write_text("x\n")
     playbook = tmp_path / "play.yml"
     playbook.write_text(f"""

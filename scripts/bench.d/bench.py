@@ -609,11 +609,12 @@ def load_bench(args, boxes: Containers, workdir: Path) -> dict:
     workers = deployed_workers(ours)
 
     deployed = f"deployed, {workers} workers"
-    predict, health = ("POST", "/api/predizer_categoria", bodies), ("GET", "/api/health", None)
+    predict = ("POST", "/api/predizer_categoria", bodies)
+    health, names_predict = ("GET", "/api/health", None), (*predict[:2], short_bodies)
     plan = [("a", deployed, "predict", ours, predict), ("b", deployed, "health (ceiling)", ours, health),
             ("c", COURSE, "predict", course, predict),
             # The same endpoint with form-length texts: what the length of a description costs.
-            ("e", deployed, SHORT, ours, ("POST", "/api/predizer_categoria", short_bodies))]
+            ("e", deployed, SHORT, ours, names_predict)]
     if alt:
         plan.append(("d", f"deployed, {alt} workers", "predict", other, predict))
     d, c_list = args.duration, args.connections
